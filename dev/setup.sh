@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Fresh-machine set-up for development, tests and the standalone runner: a venv in .venv.
+# torch is installed first at the exact version whose CPU wheel lies on local disk
+# (any other torch request would download a multi-GB CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+PIP=".venv/bin/python -m pip install --quiet --disable-pip-version-check"
+$PIP torch==2.13.0
+$PIP -r dev/requirements.txt
+# The ldm UNet (the very class A1111 runs) and k-diffusion's samplers; their declared
+# dependencies pull training-only packages (and another torch), so they go in without them.
+$PIP --no-deps stable-diffusion-sdkit==2.1.5 k-diffusion==0.1.1.post1

@@ -1,0 +1,1 @@
+"""Host-agnostic AnimateDiff logic: params, context windows, prompt travel, output, runner."""
