@@ -1,0 +1,139 @@
+"""Run A1111's UNet calls through context windows of frames, with the motion module in the UNet.
+
+A1111's CFG denoiser calls ``sd_model.apply_model(x, t, cond)`` with cond and uncond rows in one
+batch (Batch cond/uncond on), in separate calls (off), or with the uncond rows left out (NGMS,
+skip-early-CFG). Whatever the layout, each call holds ``G`` whole groups of the video's ``N``
+frames, group-major. :class:`FrameWindowHook` replaces ``apply_model`` on the model instance while
+it is active; per context window it calls the real ``apply_model`` on that window's rows of every
+group (the motion module sees ``G`` clips of ``F`` frames) and fuses the windows with
+:mod:`lib_animatediff.windows`. It checks A1111's Interrupt/Skip before each window and moves the
+progress bar across windows. The ``on_cfg_denoiser`` callback tells it the denoiser step (which
+rotates the windows) and swaps in the per-frame prompt-travel conditioning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from lib_animatediff import context, windows
+from lib_animatediff.params import AnimateDiffParams
+
+P_ATTRIBUTE = "animatediff_hook"  # the active hook, stored on A1111's processing object
+
+
+class FrameWindowHook:
+    """Windowed ``apply_model`` for one sampling call; use as a context manager."""
+
+    def __init__(
+        self,
+        sd_model: Any,
+        handle: Any,
+        params: AnimateDiffParams,
+        num_frames: int,
+        *,
+        state: Any,
+        interrupted: type[BaseException],
+        travel_cond: Callable[[Any], Any] | None = None,
+        max_frames_per_call: int | None = None,
+    ) -> None:
+        self.sd_model = sd_model
+        self.handle = handle
+        self.params = params
+        self.num_frames = num_frames
+        self.state = state
+        self.interrupted = interrupted
+        self.travel_cond = travel_cond
+        self.max_frames_per_call = max_frames_per_call
+        self.step = 0
+        self._original: Callable | None = None
+
+    def __enter__(self) -> FrameWindowHook:
+        self._original = self.sd_model.apply_model
+        self.sd_model.apply_model = self._apply_model
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.sd_model.__dict__.get("apply_model") == self._apply_model:
+            del self.sd_model.apply_model
+        self._original = None
+
+    def on_cfg_denoiser(self, cfg_params: Any) -> None:
+        """Record the denoiser step and replace the cond rows with the per-frame travelled ones."""
+        self.step = cfg_params.denoiser.step
+        if self.travel_cond is not None:
+            cfg_params.text_cond = self.travel_cond(cfg_params.text_cond)
+
+    def frame_windows(self) -> list[list[int]]:
+        """The windows of this step."""
+        p = self.params
+        return context.windows(
+            self.step,
+            self.num_frames,
+            p.batch_size,
+            p.stride,
+            p.overlap,
+            p.closed_loop,
+            schedule=p.context_schedule,
+        )
+
+    def _apply_model(
+        self, x: torch.Tensor, t: torch.Tensor, cond: Any, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        total = x.shape[0]
+        if total % self.num_frames:
+            raise RuntimeError(
+                f"AnimateDiff: the UNet got a batch of {total} images, not whole videos of {self.num_frames} "
+                "frames (is another extension changing the batch size?)"
+            )
+        frame_windows = self.frame_windows()
+        distinct = (
+            frame_windows
+            if self.params.fuse_method == "overwrite"
+            else list(dict.fromkeys(map(tuple, frame_windows)))
+        )
+        calls = len(windows.plan_calls(distinct, max_frames_per_call=self.max_frames_per_call))
+        progress_base = self.state.sampling_step
+        done = 0
+
+        def denoise(rows: torch.Tensor, frames: int) -> torch.Tensor:
+            nonlocal done
+            if self.state.interrupted or self.state.skipped:
+                raise self.interrupted
+            self.state.sampling_step = max(self.state.sampling_step, progress_base + done / calls)
+            done += 1
+            self.handle.set_frames(frames)
+            rows = rows.to(x.device)
+            picked = [take_rows(value, rows, total) for value in (t, cond, *args)]
+            options = {key: take_rows(value, rows, total) for key, value in kwargs.items()}
+            return self._original(x[rows], *picked, **options)
+
+        return windows.denoise_windows(
+            denoise,
+            frame_windows,
+            num_frames=self.num_frames,
+            num_groups=total // self.num_frames,
+            fuse_method=self.params.fuse_method,
+            max_frames_per_call=self.max_frames_per_call,
+            sigma=self.sigma_of(t),
+        )
+
+    def sigma_of(self, t: torch.Tensor) -> float:
+        """The k-diffusion sigma of the call's first timestep (the ``gauss`` fuse widens with it)."""
+        alphas = self.sd_model.alphas_cumprod
+        alpha = alphas[int(t.reshape(-1)[0].round().clamp(0, len(alphas) - 1))].double()
+        return float(((1 - alpha) / alpha).sqrt())
+
+
+def take_rows(value: Any, picked: torch.Tensor, rows: int) -> Any:
+    """``value`` restricted to the ``picked`` batch rows: tensors with one row per image, recursively
+    through the lists and dicts A1111 packs conditionings in; everything else unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value[picked] if value.ndim and value.shape[0] == rows else value
+    if isinstance(value, dict):
+        return {k: take_rows(v, picked, rows) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(take_rows(v, picked, rows) for v in value)
+    return value

@@ -1,0 +1,248 @@
+"""One AnimateDiff generation inside A1111's ``process_images``, from parsed params to restored UNet.
+
+Order of events (A1111 1.10.1 ``processing.process_images``):
+
+* ``before_process`` — :meth:`AnimateDiffRun.start`: resolves the frame count, sets
+  ``p.batch_size`` to it (one batch = one video, ``n_iter`` = number of videos), expands a
+  prompt-travel prompt into per-frame prompts, writes the infotext entry and replaces ``p.sample``
+  on this ``p`` by :meth:`AnimateDiffRun.sample`. A parameter error instead makes ``p.sample``
+  raise it, so nothing is generated and the API answers 422 (A1111 swallows hook exceptions).
+* ``p.sample`` (once per batch, after A1111 applied ``override_settings`` and loaded the checkpoint
+  the request asks for): loads the motion module (cached), checks it fits, injects it into
+  ``p.sd_model``'s UNet, swaps the training noise schedule in, installs the window hook and runs
+  A1111's own sampling (FreeInit repeats it); everything is undone in a ``finally``, so also on
+  exceptions, Interrupt and Skip.
+* ``before_process_batch`` — img2img: init latent → per-frame latents (latent power/scale, last frame).
+* ``postprocess`` — :mod:`lib_animatediff.a1111.outputs` writes the videos and fills the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import torch
+
+from lib_animatediff import freeinit, latents, prompt_travel
+from lib_animatediff.a1111 import infotext, settings
+from lib_animatediff.a1111.api import RequestError
+from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
+from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
+from lib_animatediff.a1111.schedule_swap import training_schedule
+from lib_animatediff.params import AnimateDiffParams
+
+RUN_ATTRIBUTE = "animatediff_run"  # the AnimateDiffRun of a processing object
+COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+logger = logging.getLogger(__name__)
+
+
+def current_run(p: Any) -> AnimateDiffRun | None:
+    """The AnimateDiff run attached to processing object ``p``, if any."""
+    return getattr(p, RUN_ATTRIBUTE, None)
+
+
+def refuse(p: Any, error: Exception) -> None:
+    """Make generation stop with ``error`` at its first sampling call, before anything is changed."""
+
+    def raise_error(*args: Any, **kwargs: Any) -> None:
+        raise RequestError.from_error(error)
+
+    p.sample = raise_error
+
+
+class AnimateDiffRun:
+    """The state of one enabled AnimateDiff generation, kept on ``p`` (never in module globals)."""
+
+    def __init__(self, p: Any, params: AnimateDiffParams, *, is_img2img: bool) -> None:
+        if params.video_length == 0:
+            params = dataclasses.replace(params, video_length=params.batch_size)
+        max_frames = int(settings.get("animatediff_max_frames")) or None
+        self.params = params.validate(max_frames=max_frames)
+        self.p = p
+        self.is_img2img = is_img2img
+        self.num_frames = self.params.frame_count
+        self.user_batch_size = p.batch_size
+        self.prompt = p.prompt
+        self.travel = None
+        self.hook: FrameWindowHook | None = None
+        self.motion_module: Any = None
+        self.incomplete_batches: set[int] = set()
+        self.init_latent: torch.Tensor | None = None
+        self._host_sample = p.sample
+
+    # ---- before_process ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Set ``p`` up for a video (see the module docstring)."""
+        p, params = self.p, self.params
+        if isinstance(p.prompt, str):
+            self.travel = prompt_travel.parse(p.prompt, self.num_frames)
+        if self.travel is not None and self.travel.is_travel:
+            p.prompt = self.travel.frame_prompts() * p.n_iter
+        p.batch_size = self.num_frames
+        p.do_not_save_samples = "PNG" not in params.format or bool(settings.get("animatediff_save_to_custom"))
+        setattr(p, RUN_ATTRIBUTE, self)
+        p.sample = self.sample
+
+    # ---- p.sample ----------------------------------------------------------------------------
+    def sample(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """A1111's sampling with the motion module in; everything restored afterwards."""
+        from modules import devices, sd_samplers, sd_samplers_common, shared
+
+        from motion_module import MotionModuleError, inject
+
+        p = self.p
+        sd_model = p.sd_model
+        unet = sd_model.model.diffusion_model
+        weight = next(unet.parameters())
+        dtype = (
+            weight.dtype if weight.dtype in COMPUTE_DTYPES else devices.dtype_unet
+        )  # fp8-stored UNets compute in it
+        try:
+            mm = cache.get(self.params.model, device=weight.device, dtype=dtype)
+            self.params.validate(pe_length=mm.pe_length)
+        except (ValueError, MotionModuleError) as error:
+            raise RequestError.from_error(error) from error
+        self.motion_module = mm
+        infotext.write(p, self.params, mm, is_img2img=self.is_img2img)
+        travels = self.travel is not None and self.travel.is_travel
+        try:
+            with (
+                inject(unet, mm) as handle,
+                training_schedule(sd_model, mm.beta_schedule),
+                FrameWindowHook(
+                    sd_model,
+                    handle,
+                    self.params,
+                    self.num_frames,
+                    state=shared.state,
+                    interrupted=sd_samplers_common.InterruptedException,
+                    travel_cond=self._travel_cond if travels else None,
+                    max_frames_per_call=int(settings.get("animatediff_max_frames_per_call")) or None,
+                ) as hook,
+            ):
+                self.hook = hook
+                if self.is_img2img:
+                    # the sampler built in p.init took its sigmas from the schedule swapped out above
+                    p.sampler = sd_samplers.create_sampler(p.sampler_name, sd_model)
+                if self.params.freeinit_enable:
+                    samples = self._sample_freeinit(*args, **kwargs)
+                else:
+                    samples = self._host_sample(*args, **kwargs)
+        finally:
+            self.hook = None
+            if keep_on_cpu(sd_model):
+                cache.offload()
+        if shared.state.interrupted or shared.state.skipped:
+            self.incomplete_batches.add(p.iteration)
+        return samples
+
+    def _travel_cond(self, cond: Any) -> Any:
+        return prompt_travel.interpolate(cond, self.travel, closed=self.params.prompt_wraps)
+
+    def _sample_freeinit(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Sample ``freeinit_iters`` times; each pass after the first starts from noise whose low
+        frequencies come from the previous result (hires fix, if on, runs in the last pass only)."""
+        from modules import shared
+
+        p, params, state = self.p, self.params, shared.state
+        rng = p.rng
+        initial = rng.next()
+        hires = getattr(p, "enable_hr", False)
+        last = params.freeinit_iters - 1
+        state.job_count += last
+
+        def sample_from(noise: torch.Tensor, iteration: int) -> torch.Tensor:
+            p.enable_hr = hires and iteration == last
+            rng.next = lambda: noise
+            return self._host_sample(*args, **kwargs)
+
+        try:
+            samples = sample_from(initial, 0)
+            for iteration in range(1, last + 1):
+                if state.interrupted or state.skipped:
+                    break
+                state.nextjob()
+                fresh = self._fresh_noise(initial, iteration)
+                noise = freeinit.reinit_noise(
+                    samples, initial, p.sd_model.alphas_cumprod, params, fresh_noise=fresh
+                )
+                samples = sample_from(noise, iteration)
+        finally:
+            vars(rng).pop("next", None)
+            p.enable_hr = hires
+        return samples
+
+    def _fresh_noise(self, like: torch.Tensor, iteration: int) -> torch.Tensor | None:
+        """FreeInit "fresh" mode: new noise for a pass, seeded by the video's seed and the pass."""
+        if self.params.freeinit_noise != "fresh":
+            return None
+        generator = torch.Generator().manual_seed(int(self.p.seeds[0]) * 101 + iteration)
+        return torch.randn(like.shape, generator=generator).to(like)
+
+    # ---- before_process_batch ----------------------------------------------------------------
+    def prepare_init_latents(self) -> None:
+        """img2img: blend the init latent towards noise per frame (and towards the last frame)."""
+        p, params = self.p, self.params
+        if self.init_latent is None:
+            self.init_latent = p.init_latent.clone()
+        last = encode_last_frame(p, params.last_frame) if params.last_frame is not None else None
+        p.init_latent = latents.blend(self.init_latent, p.rng.next(), params, last_latent=last)
+
+    # ---- postprocess_batch_list / postprocess ---------------------------------------------------
+    def restore_prompts(self) -> None:
+        """Per-frame infotexts show the travel prompt as the user wrote it."""
+        if self.travel is not None and self.travel.is_travel:
+            self.p.prompts = [self.prompt] * len(self.p.prompts)
+
+    def finish(self) -> None:
+        """Give ``p`` its batch size and prompt back and detach the run."""
+        self.p.batch_size = self.user_batch_size
+        self.p.prompt = self.prompt
+        if "sample" in vars(self.p):
+            del self.p.sample
+        setattr(self.p, RUN_ATTRIBUTE, None)
+
+
+def encode_last_frame(p: Any, image: Any) -> torch.Tensor:
+    """The optional img2img last frame (PIL image or base64) as a latent of the init latent's size."""
+    import numpy as np
+    from modules import images
+
+    if isinstance(image, str):
+        from modules.api import api
+
+        image = api.decode_base64_to_image(image)
+    image = images.resize_image(p.resize_mode, image.convert("RGB"), p.width, p.height)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    model = p.sd_model
+    pixels = pixels.to(device=p.init_latent.device, dtype=p.init_latent.dtype)
+    encoded = model.encode_first_stage(pixels)
+    return model.get_first_stage_encoding(encoded) if hasattr(model, "get_first_stage_encoding") else encoded
+
+
+def before_process(p: Any, args: Any, *, is_img2img: bool) -> AnimateDiffRun | None:
+    """Parse the script's arguments and set ``p`` up for a video; a bad value refuses the generation."""
+    from lib_animatediff.a1111.api import parse_script_args
+
+    try:
+        params = parse_script_args(
+            args, is_img2img=is_img2img, default_format=settings.get("animatediff_default_save_formats")
+        )
+        if not params.enable:
+            return None
+        run = AnimateDiffRun(p, params, is_img2img=is_img2img)
+        run.start()
+    except ValueError as error:
+        logger.error("%s", error)
+        refuse(p, error)
+        return None
+    logger.info("AnimateDiff will generate %d frames per video (%d video(s)).", run.num_frames, p.n_iter)
+    return run
+
+
+def on_cfg_denoiser(cfg_params: Any) -> None:
+    """``on_cfg_denoiser`` callback: hand the call to the active run's window hook, if any."""
+    run = current_run(getattr(cfg_params.denoiser, "p", None))
+    if run is not None and run.hook is not None:
+        run.hook.on_cfg_denoiser(cfg_params)

@@ -1,0 +1,214 @@
+"""Saving a finished clip: output names as the original builds them, and all-or-nothing writes.
+
+``output_stem`` gives ``<outdir>/AnimateDiff/<YYYY-MM-DD>/<seq:05>-<seed>[-<request_id>]``; ``save``
+writes each requested format next to that stem. Every file (and the PNG frame folder) is first
+written under a hidden temporary name in the same folder; only when every format has been written
+are they renamed into place, so a failure at any point leaves none of them behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lib_animatediff import writers
+from lib_animatediff.writers import OutputOptions
+
+__all__ = ["FORMATS", "VIDEO_FORMATS", "OutputOptions", "as_rgb_frames", "output_stem", "save"]
+
+Writer = Callable[..., None]
+
+# Canonical names and their file suffixes, in the order the original returns videos; "" = a folder.
+_WRITERS: dict[str, tuple[str, Writer]] = {
+    "GIF": (".gif", writers.write_gif),
+    "MP4": (".mp4", writers.write_mp4),
+    "WEBP": (".webp", writers.write_webp),
+    "WEBM": (".webm", writers.write_webm),
+    "PNG": ("", writers.write_png_frames),
+    "TXT": (".txt", writers.write_txt),
+}
+FORMATS = (*_WRITERS, "Frame")
+VIDEO_FORMATS = ("GIF", "MP4", "WEBP", "WEBM")
+MAX_REQUEST_ID_LENGTH = 64
+MAX_LOOP_NUMBER = 65535
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sanitize_request_id(request_id: str) -> str:
+    """``request_id`` reduced to a safe file-name part: characters outside ``A-Z a-z 0-9 . _ -``
+    become ``_``, leading dots are dropped (no ``..``, no hidden files), at most 64 characters."""
+    if not isinstance(request_id, str):
+        raise ValueError(f"request_id: expected a string, got {request_id!r}")
+    return _UNSAFE_NAME_CHARS.sub("_", request_id).lstrip(".")[:MAX_REQUEST_ID_LENGTH]
+
+
+def next_sequence_number(folder: Path) -> int:
+    """A1111's rule: one more than the largest integer before the first ``-`` of any entry's name
+    (files and folders; names that do not start with a number are ignored); 0 for an empty folder."""
+    numbers = [-1]
+    for entry in os.listdir(folder):
+        head = os.path.splitext(entry)[0].split("-", 1)[0]
+        if head.isdigit():
+            numbers.append(int(head))
+    return max(numbers) + 1
+
+
+def output_stem(
+    outdir: str | os.PathLike[str],
+    seed: int,
+    request_id: str = "",
+    *,
+    date: datetime.date | None = None,
+) -> Path:
+    """``<outdir>/AnimateDiff/<YYYY-MM-DD>/<seq:05>-<seed>[-<request_id>]`` (folder created).
+
+    One stem serves every format of one video, so they share the sequence number. ``request_id``
+    is sanitised (``sanitize_request_id``); an empty result adds no suffix.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed: expected an integer, got {seed!r}")
+    day = (date or datetime.date.today()).strftime("%Y-%m-%d")
+    folder = Path(outdir) / "AnimateDiff" / day
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = sanitize_request_id(request_id)
+    name = f"{next_sequence_number(folder):05}-{int(seed)}" + (f"-{suffix}" if suffix else "")
+    return folder / name
+
+
+def as_rgb_frames(frames: Sequence[Any]) -> list[np.ndarray]:
+    """PIL images (any mode, converted to RGB) or uint8 HxWx3 arrays -> uint8 HxWx3 arrays of one size."""
+    if isinstance(frames, str | bytes | np.ndarray) or not isinstance(frames, Sequence):
+        raise ValueError(f"frames: expected a list of images, got {type(frames).__name__}")
+    if not frames:
+        raise ValueError("frames: the list is empty")
+    arrays = []
+    for index, frame in enumerate(frames):
+        if isinstance(frame, Image.Image):
+            frame = np.asarray(frame.convert("RGB"))
+        if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3):
+            raise ValueError(
+                f"frames[{index}]: expected a PIL image or a uint8 HxWx3 array, got {frame!r:.80}"
+            )
+        if frame.shape[2] != 3 or 0 in frame.shape:
+            raise ValueError(f"frames[{index}]: expected shape HxWx3, got {frame.shape}")
+        if arrays and frame.shape != arrays[0].shape:
+            raise ValueError(
+                f"frames[{index}]: size {frame.shape[:2]} differs from frames[0] {arrays[0].shape[:2]}"
+            )
+        arrays.append(frame)
+    return arrays
+
+
+def _canonical_formats(formats: Sequence[str]) -> list[str]:
+    if isinstance(formats, str) or not isinstance(formats, Sequence) or not formats:
+        raise ValueError(
+            f"formats: expected a non-empty list of names from {', '.join(FORMATS)}, got {formats!r}"
+        )
+    by_lower = {name.lower(): name for name in FORMATS}
+    chosen = set()
+    for name in formats:
+        if not isinstance(name, str) or name.lower() not in by_lower:
+            raise ValueError(f"formats: unknown format {name!r}; expected {', '.join(FORMATS)}")
+        chosen.add(by_lower[name.lower()])
+    return [name for name in _WRITERS if name in chosen]
+
+
+def _check_fps_loop(fps: float, loop_number: int) -> None:
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps: expected a finite number > 0, got {fps!r}")
+    if (
+        isinstance(loop_number, bool)
+        or not isinstance(loop_number, int)
+        or not 0 <= loop_number <= MAX_LOOP_NUMBER
+    ):
+        raise ValueError(f"loop_number: expected an integer in [0, {MAX_LOOP_NUMBER}], got {loop_number!r}")
+
+
+def target_path(stem: Path, fmt: str) -> Path:
+    """Where ``fmt`` is written for ``stem`` (the PNG frames go into the folder ``stem`` itself)."""
+    return stem.parent / (stem.name + _WRITERS[fmt][0])
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename every temporary into place; if one rename fails, undo the ones already done."""
+    done: list[Path] = []
+    try:
+        for temporary, final in staged:
+            if final.exists():
+                raise FileExistsError(f"{final} appeared while writing; not overwritten")
+            os.replace(temporary, final)
+            done.append(final)
+    except BaseException:
+        for final in done:
+            _remove(final)
+        raise
+
+
+def save(
+    frames: Sequence[Any],
+    stem: str | os.PathLike[str],
+    formats: Sequence[str],
+    *,
+    fps: float,
+    loop_number: int = 0,
+    infotext: str = "",
+    options: OutputOptions | None = None,
+) -> list[Path]:
+    """Write ``frames`` in each of ``formats`` next to ``stem`` (a path without extension).
+
+    Formats (case-insensitive): GIF, MP4, WEBP, WEBM, PNG (a folder named ``stem`` with
+    ``00000.png``...), TXT (the infotext), Frame (writes nothing: the caller returns its frames).
+    ``loop_number``: plays of GIF/WEBP, 0 = forever. ``infotext`` "" embeds no metadata.
+    Returns the written paths: videos first in the original's order (GIF, MP4, WEBP, WEBM), then
+    the PNG folder and the TXT file. Nothing is written when any format fails; an existing target
+    is never overwritten (``FileExistsError``). Bad arguments raise ``ValueError`` before any work.
+    """
+    arrays = as_rgb_frames(frames)
+    chosen = _canonical_formats(formats)
+    _check_fps_loop(fps, loop_number)
+    if not isinstance(infotext, str):
+        raise ValueError(f"infotext: expected a string, got {infotext!r:.80}")
+    options = options or OutputOptions()
+    stem = Path(stem)
+    if not stem.name or stem.name in (".", ".."):
+        raise ValueError(f"stem: expected a path with a file name, got {str(stem)!r}")
+    targets = {fmt: target_path(stem, fmt) for fmt in chosen}
+    for path in targets.values():
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} already exists; not overwritten")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for fmt, final in targets.items():
+            temporary = final.with_name(f".{stem.name}.{token}.tmp{_WRITERS[fmt][0]}")
+            staged.append((temporary, final))
+            try:
+                _WRITERS[fmt][1](
+                    arrays, temporary, fps=fps, loop_number=loop_number, infotext=infotext, options=options
+                )
+            except BaseException as error:
+                error.add_note(f"while writing {final}")
+                raise
+        _commit(staged)
+    finally:
+        for temporary, _ in staged:
+            _remove(temporary)
+    return list(targets.values())

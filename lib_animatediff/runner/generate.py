@@ -1,0 +1,276 @@
+"""One text-to-video generation on a diffusers pipeline with a motion module injected.
+
+``generate(pipeline, mm, params, sampling, outdir)``: per-frame prompt conditioning (prompt
+travel), seeded noise, the windowed sampling loop (repeated by FreeInit when enabled), VAE decode
+a few frames at a time, optional interpolation, and the writers. The UNet is restored and motion
+LoRAs are removed afterwards, also when something fails.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lib_animatediff import output, prompt_travel
+from lib_animatediff.frame_ops import apply_closed_loop
+from lib_animatediff.freeinit import reinit_noise
+from lib_animatediff.interpolate import interpolate
+from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.runner.errors import InputError
+from lib_animatediff.runner.models import Pipeline
+from lib_animatediff.runner.samplers import scheduler_for_motion_module
+from lib_animatediff.runner.sampling import (
+    ContextSettings,
+    FrameConditioning,
+    WindowedGuidedDenoiser,
+    run_scheduler,
+)
+from lib_animatediff.runner.text import encode_prompts
+from lib_animatediff.windows import freenoise
+from motion_module import apply_motion_lora, inject
+
+DECODE_CHUNK = 8
+INTERP_METHODS = {"FILM": "film", "Optical flow": "optical flow"}
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """The image-generation settings of a run (A1111's txt2img fields the runner supports)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    cfg_scale: float = 7.5
+    sampler: str = "DPM++ 2M"
+    seed: int = -1
+    windows_per_call: int = 1
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("windows_per_call", 1), ("width", 8), ("height", 8)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise InputError(f"{name}={value!r}: expected an integer >= {low}")
+        if not -1 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed={self.seed!r}: expected -1 (random) or 0..{MAX_SEED}")
+        if not self.cfg_scale >= 1:
+            raise InputError(f"cfg_scale={self.cfg_scale!r}: expected a number >= 1")
+
+    def resolved_seed(self) -> int:
+        """The seed, with -1 replaced by a random one."""
+        return random.randint(0, MAX_SEED) if self.seed == -1 else self.seed
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Decoded frames (uint8 ``H x W x 3``) of one run, its seed and the UNet frame evaluations."""
+
+    frames: list[np.ndarray]
+    seed: int
+    frame_evaluations: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a run wrote and the values it used."""
+
+    paths: list[Path]
+    seed: int
+    frames: int
+    frame_evaluations: int
+
+
+def generate(
+    pipeline: Pipeline,
+    mm: torch.nn.Module,
+    params: AnimateDiffParams,
+    sampling: SamplingSettings,
+    outdir: str | Path,
+    *,
+    motion_loras: tuple[tuple[str | Path, float], ...] = (),
+    progress: bool = True,
+) -> Result:
+    """Render one video with ``pipeline`` + ``mm`` and write it into ``outdir`` (see module doc)."""
+    rendered = render(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
+    video = apply_closed_loop(
+        rendered.frames[: params.video_length or None], params.closed_loop,
+        video_length=params.video_length, batch_size=params.batch_size,
+    )  # fmt: skip
+    if params.interp != "Off":
+        video = interpolate(video, params.interp_x, INTERP_METHODS[params.interp])
+    seed = rendered.seed
+    paths = output.save(
+        video, output.output_stem(outdir, seed, params.request_id), params.format, fps=params.fps,
+        loop_number=params.loop_number, infotext=_infotext(sampling, params, seed, mm),
+    )  # fmt: skip
+    return Result(paths=paths, seed=seed, frames=len(video), frame_evaluations=rendered.frame_evaluations)
+
+
+def render(
+    pipeline: Pipeline,
+    mm: torch.nn.Module,
+    params: AnimateDiffParams,
+    sampling: SamplingSettings,
+    *,
+    motion_loras: tuple[tuple[str | Path, float], ...] = (),
+    progress: bool = True,
+) -> Rendered:
+    """Sample and decode all ``params.frame_count`` frames (no trimming, interpolation or files)."""
+    params.validate(pe_length=mm.pe_length)
+    factor = pipeline.vae_scale_factor
+    for name in ("width", "height"):
+        if getattr(sampling, name) % factor:
+            raise InputError(f"{name}={getattr(sampling, name)}: must be a multiple of {factor}")
+    seed = sampling.resolved_seed()
+    conditioning = frame_conditioning(pipeline, sampling, params.frame_count, params)
+    generator = torch.Generator().manual_seed(seed)
+    noise = initial_noise(pipeline, sampling, params, generator)
+    with ExitStack() as stack, torch.no_grad():
+        for path, strength in motion_loras:
+            stack.callback(apply_motion_lora(mm, path, strength).remove)
+        handle = stack.enter_context(inject(pipeline.unet, mm))
+        latents, evaluations = sample(
+            pipeline,
+            handle.set_frames,
+            conditioning,
+            noise,
+            mm,
+            params,
+            sampling,
+            generator,
+            progress=progress,
+        )
+    return Rendered(list(decode(pipeline, latents, progress=progress)), seed, evaluations)
+
+
+def sample(
+    pipeline: Pipeline,
+    set_frames: Callable[[int], None],
+    conditioning: tuple[FrameConditioning, FrameConditioning],
+    noise: torch.Tensor,
+    mm: torch.nn.Module,
+    params: AnimateDiffParams,
+    sampling: SamplingSettings,
+    generator: torch.Generator,
+    *,
+    progress: bool = True,
+) -> tuple[torch.Tensor, int]:
+    """Denoised latents and the UNet frame evaluations spent; FreeInit repeats the pass from
+    re-initialised noise (``freeinit_iters`` passes in all)."""
+    settings = ContextSettings(
+        size=params.batch_size,
+        stride=params.stride,
+        overlap=params.overlap,
+        closed_loop=params.closed_loop,
+        schedule=params.context_schedule,
+        fuse_method=params.fuse_method,
+        windows_per_call=sampling.windows_per_call,
+    )
+    device, dtype = pipeline.unet.device, pipeline.unet.dtype
+    passes = params.freeinit_iters if params.freeinit_enable else 1
+    start, latents, evaluations = noise, noise, 0
+    for index in range(passes):
+        scheduler = scheduler_for_motion_module(sampling.sampler, mm)
+        if index:
+            fresh = (
+                torch.randn(noise.shape, generator=generator) if params.freeinit_noise == "fresh" else None
+            )
+            start = reinit_noise(
+                latents.float().cpu(), noise, scheduler.alphas_cumprod, params, fresh_noise=fresh
+            )
+        denoiser = WindowedGuidedDenoiser(
+            pipeline.unet, set_frames, *conditioning, sampling.cfg_scale, settings, scheduler.alphas_cumprod
+        )
+        latents = run_scheduler(
+            scheduler,
+            denoiser,
+            start.to(device=device, dtype=dtype) * scheduler.init_noise_sigma,
+            sampling.steps,
+            generator=generator,
+            progress=progress,
+            description=f"FreeInit pass {index + 1}/{passes}" if passes > 1 else "sampling",
+        )
+        evaluations += denoiser.frame_evaluations
+    return latents, evaluations
+
+
+def initial_noise(
+    pipeline: Pipeline, sampling: SamplingSettings, params: AnimateDiffParams, generator: torch.Generator
+) -> torch.Tensor:
+    """Seeded unit Gaussian latents ``(N, C, h, w)`` on the CPU, FreeNoise-rescheduled when chosen."""
+    factor = pipeline.vae_scale_factor
+    shape = (
+        params.frame_count,
+        pipeline.unet.config.in_channels,
+        sampling.height // factor,
+        sampling.width // factor,
+    )
+    noise = torch.randn(shape, generator=generator)
+    if params.noise == "freenoise":
+        noise = freenoise(
+            noise, context_size=params.batch_size, overlap=params.effective_overlap, generator=generator
+        )
+    return noise
+
+
+def frame_conditioning(
+    pipeline: Pipeline, sampling: SamplingSettings, frames: int, params: AnimateDiffParams
+) -> tuple[FrameConditioning, FrameConditioning]:
+    """Per-frame conditioning: the prompt with prompt travel (slerp between keyframes), and the negative."""
+    schedule = prompt_travel.parse(sampling.prompt, frames)
+    texts = list(dict.fromkeys(schedule.frame_prompts(frames)))
+    hidden, pooled = encode_prompts(pipeline, [*texts, sampling.negative_prompt])
+    device, dtype = pipeline.unet.device, pipeline.unet.dtype
+    index = torch.tensor([texts.index(text) for text in schedule.frame_prompts(frames)])
+    per_frame = {"hidden": hidden[index]} | ({} if pooled is None else {"pooled": pooled[index]})
+    per_frame = prompt_travel.interpolate(per_frame, schedule, closed=params.prompt_wraps)
+    time_ids = None
+    if pooled is not None:
+        size = [sampling.height, sampling.width]
+        time_ids = torch.tensor([[*size, 0, 0, *size]], device=device, dtype=dtype).expand(frames, -1)
+    cond = FrameConditioning(
+        hidden=per_frame["hidden"].to(device, dtype),
+        pooled=None if pooled is None else per_frame["pooled"].to(device, dtype),
+        time_ids=time_ids,
+    )
+    uncond = FrameConditioning(
+        hidden=hidden[-1:].to(device, dtype).expand(frames, -1, -1),
+        pooled=None if pooled is None else pooled[-1:].to(device, dtype).expand(frames, -1),
+        time_ids=time_ids,
+    )
+    return cond, uncond
+
+
+@torch.no_grad()
+def decode(pipeline: Pipeline, latents: torch.Tensor, *, progress: bool = True) -> np.ndarray:
+    """Latents ``(N, 4, h, w)`` to uint8 RGB frames ``(N, H, W, 3)``, ``DECODE_CHUNK`` frames at a time."""
+    vae = pipeline.vae
+    chunks = []
+    for start in tqdm(range(0, latents.shape[0], DECODE_CHUNK), desc="decoding", disable=not progress):
+        chunk = latents[start : start + DECODE_CHUNK].to(vae.dtype) / vae.config.scaling_factor
+        image = vae.decode(chunk).sample
+        chunks.append(
+            ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+        )
+    return torch.cat(chunks).numpy()
+
+
+def _infotext(sampling: SamplingSettings, params: AnimateDiffParams, seed: int, mm: torch.nn.Module) -> str:
+    lines = [sampling.prompt]
+    if sampling.negative_prompt:
+        lines.append(f"Negative prompt: {sampling.negative_prompt}")
+    settings = (
+        f"Steps: {sampling.steps}, Sampler: {sampling.sampler}, CFG scale: {sampling.cfg_scale}, Seed: {seed}, "
+        f"Size: {sampling.width}x{sampling.height}, "
+        f'AnimateDiff: "{params.to_infotext(mm_hash=getattr(mm, "short_hash", None))}"'
+    )
+    return "\n".join([*lines, settings])

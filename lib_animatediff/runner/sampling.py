@@ -1,0 +1,143 @@
+"""The runner's sampling loop: a diffusers scheduler over all frames, the UNet over context windows.
+
+At every step the frames are split into context windows (:func:`lib_animatediff.context.windows`);
+each UNet call takes ``windows_per_call`` windows of equal length, with the conditional and
+unconditional copies as separate groups of frames (batch ``G*F``: ``G = 2*windows`` groups of
+``F`` frames), and the guided noise predictions of overlapping windows are fused per frame
+(:mod:`lib_animatediff.windows`). With ``cfg_scale == 1`` the unconditional half is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from tqdm.auto import tqdm
+
+from lib_animatediff import context
+from lib_animatediff.windows import denoise_windows
+
+
+@dataclass(frozen=True)
+class FrameConditioning:
+    """Text conditioning per frame: ``hidden`` ``(N, T, D)``; SDXL also ``pooled`` and ``time_ids``."""
+
+    hidden: torch.Tensor
+    pooled: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    def rows(self, frames: torch.Tensor) -> FrameConditioning:
+        """The conditioning of the frames at ``frames`` (1-D index tensor), in that order."""
+        return FrameConditioning(
+            hidden=self.hidden[frames],
+            pooled=None if self.pooled is None else self.pooled[frames],
+            time_ids=None if self.time_ids is None else self.time_ids[frames],
+        )
+
+    @staticmethod
+    def stack(parts: Sequence[FrameConditioning]) -> FrameConditioning:
+        """Rows of ``parts`` one after another (the groups of one UNet call)."""
+        pooled = None if parts[0].pooled is None else torch.cat([p.pooled for p in parts])
+        time_ids = None if parts[0].time_ids is None else torch.cat([p.time_ids for p in parts])
+        return FrameConditioning(torch.cat([p.hidden for p in parts]), pooled, time_ids)
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """How frames are split into windows and fused (the extension's context options)."""
+
+    size: int = 16
+    stride: int = 1
+    overlap: int = -1
+    closed_loop: str = "R-P"
+    schedule: str = "uniform"
+    fuse_method: str = "pyramid"
+    windows_per_call: int = 1
+
+
+class WindowedGuidedDenoiser:
+    """Predicts classifier-free-guided noise for all frames, window by window.
+
+    ``set_frames`` is the injection handle's frame-count setter (frames per group of the next call);
+    ``alphas_cumprod`` (the scheduler's) gives the noise level that the ``gauss`` fuse weights use.
+    """
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        set_frames: Callable[[int], None],
+        cond: FrameConditioning,
+        uncond: FrameConditioning | None,
+        cfg_scale: float,
+        settings: ContextSettings,
+        alphas_cumprod: torch.Tensor,
+    ) -> None:
+        self.unet = unet
+        self.set_frames = set_frames
+        self.groups = [cond] if cfg_scale == 1 or uncond is None else [cond, uncond]
+        self.conditioning = FrameConditioning.stack(self.groups)
+        self.cfg_scale = cfg_scale
+        self.settings = settings
+        self.alphas_cumprod = alphas_cumprod
+        self.frame_evaluations = 0
+
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
+        """Guided noise for ``latents`` ``(N, C, h, w)`` at ``timestep``; ``step`` rotates the windows."""
+        s = self.settings
+        num_frames = latents.shape[0]
+        frame_windows = context.windows(
+            step, num_frames, s.size, s.stride, s.overlap, s.closed_loop, schedule=s.schedule
+        )
+        alpha = self.alphas_cumprod[int(timestep)].item()
+
+        def denoise(rows: torch.Tensor, frames: int) -> torch.Tensor:
+            rows = rows.to(latents.device)
+            return self._unet(latents[rows % num_frames], timestep, self.conditioning.rows(rows), frames)
+
+        eps = denoise_windows(
+            denoise,
+            frame_windows,
+            num_frames=num_frames,
+            num_groups=len(self.groups),
+            fuse_method=s.fuse_method,
+            max_frames_per_call=s.windows_per_call * s.size,
+            sigma=((1 - alpha) / alpha) ** 0.5,
+        )
+        if len(self.groups) == 1:
+            return eps
+        eps_cond, eps_uncond = eps.chunk(2)
+        return eps_uncond + self.cfg_scale * (eps_cond - eps_uncond)
+
+    def _unet(
+        self, x: torch.Tensor, timestep: torch.Tensor, conditioning: FrameConditioning, frames: int
+    ) -> torch.Tensor:
+        self.set_frames(frames)
+        added = None
+        if conditioning.pooled is not None:
+            added = {"text_embeds": conditioning.pooled, "time_ids": conditioning.time_ids}
+        self.frame_evaluations += x.shape[0]
+        return self.unet(
+            x, timestep, encoder_hidden_states=conditioning.hidden, added_cond_kwargs=added
+        ).sample
+
+
+def run_scheduler(
+    scheduler: SchedulerMixin,
+    denoiser: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+    latents: torch.Tensor,
+    steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    description: str = "sampling",
+) -> torch.Tensor:
+    """Denoise ``latents`` (already scaled by ``init_noise_sigma``) over ``steps`` scheduler steps."""
+    scheduler.set_timesteps(steps, device=latents.device)
+    for step, timestep in enumerate(tqdm(scheduler.timesteps, desc=description, disable=not progress)):
+        model_input = scheduler.scale_model_input(latents, timestep)
+        noise = denoiser(model_input, timestep, step)
+        latents = scheduler.step(noise, timestep, latents, generator=generator).prev_sample
+    return latents

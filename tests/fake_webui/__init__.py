@@ -1,0 +1,7 @@
+"""A small fake of the AUTOMATIC1111 WebUI 1.10.1 host for tests (``modules.*``).
+
+Only the names and signatures the extension uses are reproduced; each file under ``modules/`` says
+which A1111 file it mirrors. :func:`tests.fake_webui.host.install` puts the fake into ``sys.modules``
+under the real names (``modules``, ``modules.shared``, ...) through pytest's ``monkeypatch``, so it
+is removed again after each test.
+"""
