@@ -1,6 +1,6 @@
 """Cost of the motion module: (UNet + motion module) / (UNet) for one 16-frame UNet call.
 
-Prints per model size the wall-time ratio (min over interleaved repetitions, 2 threads, after a
+Prints per model size the wall-time ratio (min over interleaved repetitions, 2 threads by default, after a
 warm-up) beside the FLOP ratio counted by ``torch.utils.flop_counter.FlopCounterMode``, with a v2
 motion module (mid block included) of matching width, 16 frames in one group:
 
@@ -17,7 +17,7 @@ Times use the diffusers UNet where both are possible because its attention runs 
 ``scaled_dot_product_attention``, as A1111's default attention optimisation does; the ldm
 fixture's plain attention makes the UNet slower and the ratio smaller.
 
-Run from the repository root: ``.venv/bin/python benchmarks/mm_overhead.py [--repeats N]``.
+Run from the repository root: ``.venv/bin/python benchmarks/mm_overhead.py [--repeats N] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -125,10 +125,12 @@ def main() -> None:
     parser.add_argument(
         "--mini-latent", type=int, default=16, help="latent size of the timed mini UNet (default 16)"
     )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(
-        f"{FRAMES} frames, motion module {VARIANT}, torch {torch.__version__}, 2 threads, min of {args.repeats}"
+        f"{FRAMES} frames, motion module {VARIANT}, torch {torch.__version__}, {args.threads} threads, "
+        f"min of {args.repeats} interleaved rounds"
     )
     header = f"{'model':<50} {'UNet ms':>9} {'+MM ms':>9} {'time x':>7} {'FLOP x':>7} {'params x':>8}"
     print(header)

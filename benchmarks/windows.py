@@ -7,7 +7,8 @@
    N = 32, 64, 128 and 2.0 for stride 2).
 2. Wall time of one guided denoiser step on the tiny UNet + motion module at N=64: all windows of a
    step batched into one UNet call vs one window per call, and vs 4 disjoint windows ("batched"
-   schedule, the ideal 64-frame pass). Min over interleaved repetitions.
+   schedule, the ideal 64-frame pass). Min over interleaved repetitions; "outside UNet" is the
+   share of the step spent in window planning, gathering and fusion (min over repetitions).
 
     .venv/bin/python benchmarks/windows.py [--reps 5] [--size 64] [--threads 2] [--device cpu] [--dtype fp32]
 """
@@ -99,6 +100,19 @@ def timing_table(args: argparse.Namespace) -> None:
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in modes}
+    unet_seconds = {name: [] for name in modes}
+    inner = pipeline.unet.forward
+    spent = [0.0]
+
+    def timed_forward(*call_args, **call_kwargs):
+        synchronize(args.device)
+        begin = time.perf_counter()
+        result = inner(*call_args, **call_kwargs)
+        synchronize(args.device)
+        spent[0] += time.perf_counter() - begin
+        return result
+
+    pipeline.unet.forward = timed_forward
     with torch.no_grad(), inject(pipeline.unet, mm) as handle:
         denoisers = {
             name: WindowedGuidedDenoiser(
@@ -112,18 +126,24 @@ def timing_table(args: argparse.Namespace) -> None:
         for _ in range(args.reps):
             for name, denoiser in denoisers.items():
                 synchronize(args.device)
+                spent[0] = 0.0
                 start = time.perf_counter()
                 denoiser(latents, timestep, 0)
                 synchronize(args.device)
                 times[name].append(time.perf_counter() - start)
+                unet_seconds[name].append(spent[0])
     base = min(times["4 disjoint windows, 1 per call"])
     print(
         f"\none guided step at N={frames}, {args.size}x{args.size}, {args.device} {args.dtype}, "
         f"{torch.get_num_threads()} threads, min of {args.reps} interleaved reps"
     )
-    print(f"{'mode':<34}{'min s':>9}{'median s':>10}{'/ disjoint':>12}")
+    print(f"{'mode':<34}{'min s':>9}{'median s':>10}{'/ disjoint':>12}{'outside UNet':>14}")
     for name, values in times.items():
-        print(f"{name:<34}{min(values):>9.3f}{statistics.median(values):>10.3f}{min(values) / base:>12.3f}")
+        outside = min((total - unet) / total for total, unet in zip(values, unet_seconds[name], strict=True))
+        print(
+            f"{name:<34}{min(values):>9.3f}{statistics.median(values):>10.3f}{min(values) / base:>12.3f}"
+            f"{outside:>14.1%}"
+        )
     ratio = min(times["uniform, 1 window per call"]) / min(times["uniform, all windows in 1 call"])
     print(
         f"speed-up of batching the step's windows into one call: {ratio:.3f}x  (ideal window-overhead ratio 1.25)"

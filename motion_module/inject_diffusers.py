@@ -88,6 +88,10 @@ def _placements(unet: nn.Module, mm: MotionModule) -> list[tuple[nn.Module, list
             placements.append((block, hosts, list(level_layers)))
     if mm.mid_layer is not None:
         mid = unet.mid_block
+        if not getattr(mid, "attentions", None):
+            raise MotionModuleError(
+                f"motion module {mm.variant!r} has a mid-block layer, the UNet no mid attention"
+            )
         check_layer("mid_block", mm.mid_layer, mid.resnets[0].out_channels)
         placements.append((mid, [mid.attentions[0]], [mm.mid_layer]))
     for block, _, _ in placements:

@@ -52,9 +52,12 @@ def unet_family(unet: nn.Module) -> str:
     return family
 
 
-def _block_channels(block: nn.Sequential) -> int:
+def _block_channels(block: nn.Sequential, where: str) -> int:
     """Output channels of a UNet block, read from its leading ResBlock."""
-    return block[0].out_channels
+    channels = getattr(block[0], "out_channels", None)
+    if not isinstance(channels, int):
+        raise MotionModuleError(f"unsupported UNet layout: {where} does not start with a ResBlock")
+    return channels
 
 
 def _ends_with_upsample(block: nn.Sequential) -> bool:
@@ -66,19 +69,19 @@ def _placements(unet: nn.Module, mm: MotionModule) -> list[tuple[nn.Sequential, 
     placements = []
     for level, level_layers in enumerate(mm.down_layers):
         for i, layer in enumerate(level_layers):
-            block_index = 3 * level + 1 + i
-            block = unet.input_blocks[block_index]
-            check_layer(f"input_blocks[{block_index}]", layer, _block_channels(block))
+            where = f"input_blocks[{3 * level + 1 + i}]"
+            block = unet.input_blocks[3 * level + 1 + i]
+            check_layer(where, layer, _block_channels(block, where))
             placements.append((block, len(block), layer))
     if mm.mid_layer is not None:
         middle = unet.middle_block
-        check_layer("middle_block", mm.mid_layer, _block_channels(middle))
+        check_layer("middle_block", mm.mid_layer, _block_channels(middle, "middle_block"))
         placements.append((middle, len(middle) - 1, mm.mid_layer))
     for level, level_layers in enumerate(mm.up_layers):
         for i, layer in enumerate(level_layers):
-            block_index = 3 * level + i
-            block = unet.output_blocks[block_index]
-            check_layer(f"output_blocks[{block_index}]", layer, _block_channels(block))
+            where = f"output_blocks[{3 * level + i}]"
+            block = unet.output_blocks[3 * level + i]
+            check_layer(where, layer, _block_channels(block, where))
             placements.append((block, len(block) - _ends_with_upsample(block), layer))
     return placements
 

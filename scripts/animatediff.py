@@ -46,7 +46,7 @@ claim_packages()
 from modules import script_callbacks, scripts, shared  # noqa: E402
 
 import motion_module  # noqa: E402, F401  (imported now, while the extension folder is on sys.path)
-from lib_animatediff.a1111 import api, infotext, model_cache, outputs, script_flow, settings  # noqa: E402
+from lib_animatediff.a1111 import api, infotext, model_cache, outputs, script_flow, settings, xyz  # noqa: E402
 
 LOGGERS = ("lib_animatediff", "motion_module")
 
@@ -120,3 +120,4 @@ script_callbacks.on_cfg_denoiser(script_flow.on_cfg_denoiser, name="animatediff_
 script_callbacks.on_infotext_pasted(infotext.on_infotext_pasted, name="animatediff_infotext")
 script_callbacks.on_app_started(api.register_routes, name="animatediff_api")
 script_callbacks.on_ui_settings(settings.on_ui_settings, name="animatediff_settings")
+script_callbacks.on_before_ui(xyz.register_axes, name="animatediff_xyz")

@@ -14,6 +14,8 @@ from PIL import Image
 from lib_animatediff.a1111.api import RequestError
 from lib_animatediff.params import AnimateDiffParams
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
+from tests.fake_webui.sd_model import FakeSDModel
+from tests.fixtures.tiny_models import tiny_ldm_unet
 
 pytestmark = pytest.mark.fakehost
 
@@ -94,7 +96,8 @@ def test_cond_and_uncond_are_grouped_the_same_whether_a1111_batches_them_or_not(
     assert np.array_equal(results[True], results[False])
 
 
-def test_an_exception_half_way_leaves_the_unet_as_it_was(ext: Extension) -> None:
+@pytest.mark.parametrize("error", [RuntimeError("boom in window"), KeyboardInterrupt("boom in window")])
+def test_an_exception_half_way_leaves_the_unet_as_it_was(ext: Extension, error: BaseException) -> None:
     baseline_images = [
         np.asarray(image).tolist()
         for image in ext.host.processing.process_images(ext.processing(None, batch_size=2)).images
@@ -106,10 +109,10 @@ def test_an_exception_half_way_leaves_the_unet_as_it_was(ext: Extension) -> None
     def fail_on_third_call(module, args):
         calls.append(1)
         if len(calls) == 3:
-            raise RuntimeError("boom in window")
+            raise error
 
     handle = unet.register_forward_pre_hook(fail_on_third_call)
-    with pytest.raises(RuntimeError, match="boom in window"):
+    with pytest.raises(type(error), match="boom in window"):
         ext.host.processing.process_images(ext.processing(video_params()))
     handle.remove()
     assert_same_state(before, state_of(ext))
@@ -224,3 +227,55 @@ def test_freeinit_samples_every_pass_and_restores_the_unet(ext: Extension) -> No
     assert state.job_no == state.job_count == 3  # the progress bar moves once per FreeInit pass
     assert len(gifs(ext)) == 2
     assert_same_state(before, state_of(ext))
+
+
+def test_skip_drops_the_skipped_video_and_goes_on_with_the_next(ext: Extension) -> None:
+    state = ext.host.shared.state
+    calls = []
+
+    def skip_on_second_call(module, args):
+        calls.append(1)
+        if len(calls) == 2:
+            state.skip()
+
+    ext.sd_model.model.diffusion_model.register_forward_pre_hook(skip_on_second_call)
+    p = ext.processing(video_params(), n_iter=2)
+    ext.host.processing.process_images(p)
+    (gif,) = gifs(ext)
+    assert gif.name.endswith(f"-{p.all_seeds[FRAMES]}.gif")  # the second video's first seed
+
+
+def test_the_motion_module_goes_into_the_model_loaded_after_override_settings(ext: Extension) -> None:
+    """A1111 runs before_process, then switches the checkpoint (override_settings), then samples."""
+    first = state_of(ext)
+    p = ext.processing(video_params())
+    p.scripts.before_process(p)
+    other = FakeSDModel(tiny_ldm_unet("sd15", seed=1))
+    other_before = unet_fingerprint(other.model.diffusion_model)
+    p.sd_model = ext.host.shared.sd_model = other
+    sizes = record_unet_batches(other.model.diffusion_model)
+    ext.host.processing.process_images_inner(p)
+    assert sizes and set(sizes) == {2 * CONTEXT}
+    assert unet_fingerprint(other.model.diffusion_model) == other_before
+    assert len(gifs(ext)) == 1
+    assert_same_state(first, state_of(ext))
+
+
+def test_img2img_last_frame_ends_the_video_on_its_latent(ext: Extension) -> None:
+    init = Image.new("RGB", (64, 64), (200, 40, 40))
+    last = Image.new("RGB", (64, 64), (30, 30, 220))
+    p = ext.processing(
+        video_params(last_frame=last, latent_scale=4),
+        img2img=True,
+        init_images=[init],
+        denoising_strength=0.8,
+    )
+    ext.host.processing.process_images(p)
+    pixels = torch.from_numpy(np.asarray(last, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    expected_last = ext.sd_model.encode_first_stage(pixels)[0]
+    first_init = ext.sd_model.encode_first_stage(
+        torch.from_numpy(np.asarray(init, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    )[0]
+    assert torch.allclose(p.init_latent[FRAMES - 1], expected_last, atol=1e-6)
+    assert torch.allclose(p.init_latent[0], first_init, atol=1e-6)
+    assert len(gifs(ext)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,7 +18,6 @@ from tests.fixtures.tiny_models import (
     tiny_motion_module,
     unet_inputs,
 )
-
 
 KINDS = [("ldm", layout) for layout in LAYOUTS] + [("diffusers", layout) for layout in LAYOUTS]
 VARIANT_FOR = {"sd15": "v2", "sdxl": "sdxl"}
@@ -32,6 +32,12 @@ OUTPUT_BLOCKS = {"sd15": 12, "sdxl": 9}
 BEFORE_UPSAMPLER = {"sd15": {2, 5, 8}, "sdxl": {2, 5}}
 # Motion modules are built once per variant; every test leaves them as it found them.
 mm_of = functools.cache(tiny_motion_module)
+
+
+@functools.cache
+def wide_mm() -> nn.Module:
+    """A v3 motion module twice as wide as the tiny UNets."""
+    return tiny_motion_module("v3", model_channels=64)
 
 
 def make_unet(kind: str, layout: str) -> nn.Module:
@@ -112,19 +118,35 @@ def test_ldm_mid_block_layer_sits_before_the_last_resblock(unets: dict) -> None:
         assert unet.middle_block[2].temporal is mm.mid_block.motion_modules[0]
 
 
+def test_diffusers_blocks_hold_their_layers_while_injected(unets: dict) -> None:
+    for layout in LAYOUTS:
+        unet, mm = unets[("diffusers", layout)], mm_of(VARIANT_FOR[layout])
+        with inject(unet, mm):
+            assert [list(block.motion_modules) for block in unet.down_blocks] == mm.down_layers
+            assert [list(block.motion_modules) for block in unet.up_blocks] == mm.up_layers
+            mid = getattr(unet.mid_block, "motion_modules", None)
+            assert (list(mid) if mid is not None else None) == (
+                [mm.mid_layer] if mm.mid_layer is not None else None
+            )
+            assert "down_blocks.0.motion_modules.1.temporal_transformer.proj_in.weight" in unet.state_dict()
+
+
 @pytest.mark.parametrize("kind", KINDS, ids="-".join)
 def test_layers_run_in_unet_order_once_each(unets: dict, kind: tuple[str, str]) -> None:
     unet, mm = unets[kind], mm_of(VARIANT_FOR[kind[1]])
-    expected = [("down", level, i) for level, block in enumerate(mm.down_blocks) for i in range(2)]
-    expected += [("mid", 0, 0)] if mm.has_mid_block else []
-    expected += [("up", level, i) for level, block in enumerate(mm.up_blocks) for i in range(3)]
-    names = {}
-    for level, block in enumerate(mm.down_blocks):
-        names.update({id(layer): ("down", level, i) for i, layer in enumerate(block.motion_modules)})
-    for level, block in enumerate(mm.up_blocks):
-        names.update({id(layer): ("up", level, i) for i, layer in enumerate(block.motion_modules)})
-    if mm.has_mid_block:
-        names[id(mm.mid_block.motion_modules[0])] = ("mid", 0, 0)
+    # Every layer's name, in the order the UNet must run them: down levels, mid, up levels.
+    names = {
+        id(layer): ("down", level, i)
+        for level, layers in enumerate(mm.down_layers)
+        for i, layer in enumerate(layers)
+    }
+    if mm.mid_layer is not None:
+        names[id(mm.mid_layer)] = ("mid", 0, 0)
+    names |= {
+        id(layer): ("up", level, i)
+        for level, layers in enumerate(mm.up_layers)
+        for i, layer in enumerate(layers)
+    }
     calls: list[tuple[str, int, int]] = []
     hooks = [
         layer.register_forward_hook(lambda module, args, output: calls.append(names[id(module)]))
@@ -137,7 +159,7 @@ def test_layers_run_in_unet_order_once_each(unets: dict, kind: tuple[str, str]) 
     finally:
         for hook in hooks:
             hook.remove()
-    assert calls == expected
+    assert calls == list(names.values())
 
 
 @pytest.mark.parametrize("kind", KINDS, ids="-".join)
@@ -188,6 +210,15 @@ def test_family_mismatch_is_rejected_with_nothing_changed(unets: dict, kind: tup
     inject(unet, mm_of(VARIANT_FOR[kind[1]])).restore()
 
 
+@pytest.mark.parametrize("kind", [("ldm", "sd15"), ("diffusers", "sd15")], ids="-".join)
+def test_channel_mismatch_is_rejected_with_nothing_changed(unets: dict, kind: tuple[str, str]) -> None:
+    unet = unets[kind]
+    before = snapshot(unet)
+    with pytest.raises(MotionModuleError, match="has 64 channels but the UNet has 32"):
+        inject(unet, wide_mm())
+    assert_unchanged(unet, before)
+
+
 @pytest.mark.parametrize("variant", ["v1", "v2", "animatelcm"])
 def test_window_longer_than_the_positional_encoding_is_rejected(unets: dict, variant: str) -> None:
     unet = unets[("ldm", "sd15")]
@@ -201,6 +232,9 @@ def test_window_longer_than_the_positional_encoding_is_rejected(unets: dict, var
             with pytest.raises(MotionModuleError, match=f"frames={mm.pe_length + 1}"):
                 handle.set_frames(mm.pe_length + 1)
             assert handle.frames == mm.pe_length
+            handle.set_frames(np.int64(2))
+            assert handle.frames == 2
+            assert type(handle.frames) is int
             for bad in (0, -1, 2.0, True, "4"):
                 with pytest.raises(MotionModuleError, match="frames"):
                     handle.set_frames(bad)

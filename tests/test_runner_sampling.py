@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
+from lib_animatediff.runner.cli import SAMPLER_NAMES
 from lib_animatediff.runner.samplers import SAMPLERS, make_scheduler
 from lib_animatediff.runner.sampling import (
     ContextSettings,
@@ -166,6 +167,10 @@ def test_every_sampler_uses_the_motion_module_training_schedule(sampler: str, sc
     torch.testing.assert_close(
         scheduler.alphas_cumprod.double(), torch.cumprod(1 - betas, 0), rtol=1e-6, atol=1e-7
     )
+
+
+def test_command_line_offers_exactly_the_samplers_we_configure() -> None:
+    assert tuple(SAMPLERS) == SAMPLER_NAMES
 
 
 def test_unknown_sampler_is_rejected_by_name() -> None:

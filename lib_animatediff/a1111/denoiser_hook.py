@@ -21,7 +21,7 @@ import torch
 from lib_animatediff import context, windows
 from lib_animatediff.params import AnimateDiffParams
 
-P_ATTRIBUTE = "animatediff_hook"  # the active hook, stored on A1111's processing object
+_ABSENT = object()
 
 
 class FrameWindowHook:
@@ -48,23 +48,30 @@ class FrameWindowHook:
         self.travel_cond = travel_cond
         self.max_frames_per_call = max_frames_per_call
         self.step = 0
+        self.cond_rows: int | None = None
         self._original: Callable | None = None
+        self._instance_attribute: Any = _ABSENT
 
     def __enter__(self) -> FrameWindowHook:
+        self._instance_attribute = vars(self.sd_model).get("apply_model", _ABSENT)
         self._original = self.sd_model.apply_model
         self.sd_model.apply_model = self._apply_model
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.sd_model.__dict__.get("apply_model") == self._apply_model:
+        if self._instance_attribute is _ABSENT:
             del self.sd_model.apply_model
+        else:
+            self.sd_model.apply_model = self._instance_attribute
         self._original = None
 
     def on_cfg_denoiser(self, cfg_params: Any) -> None:
-        """Record the denoiser step and replace the cond rows with the per-frame travelled ones."""
+        """Record the denoiser step and the cond row count; put in the per-frame travelled cond."""
         self.step = cfg_params.denoiser.step
-        if self.travel_cond is not None:
-            cfg_params.text_cond = self.travel_cond(cfg_params.text_cond)
+        cond = cfg_params.text_cond
+        self.cond_rows = (cond["crossattn"] if isinstance(cond, dict) else cond).shape[0]
+        if self.travel_cond is not None and self.cond_rows == self.num_frames:
+            cfg_params.text_cond = self.travel_cond(cond)
 
     def frame_windows(self) -> list[list[int]]:
         """The windows of this step."""
@@ -83,18 +90,18 @@ class FrameWindowHook:
         self, x: torch.Tensor, t: torch.Tensor, cond: Any, *args: Any, **kwargs: Any
     ) -> torch.Tensor:
         total = x.shape[0]
+        if self.cond_rows not in (None, self.num_frames):
+            raise RuntimeError(
+                f"AnimateDiff: {self.cond_rows} conditionings for {self.num_frames} frames; AND in the "
+                "prompt (several conditionings per frame) cannot be used with AnimateDiff"
+            )
         if total % self.num_frames:
             raise RuntimeError(
                 f"AnimateDiff: the UNet got a batch of {total} images, not whole videos of {self.num_frames} "
                 "frames (is another extension changing the batch size?)"
             )
         frame_windows = self.frame_windows()
-        distinct = (
-            frame_windows
-            if self.params.fuse_method == "overwrite"
-            else list(dict.fromkeys(map(tuple, frame_windows)))
-        )
-        calls = len(windows.plan_calls(distinct, max_frames_per_call=self.max_frames_per_call))
+        calls = len(windows.plan_calls(frame_windows, max_frames_per_call=self.max_frames_per_call))
         progress_base = self.state.sampling_step
         done = 0
 

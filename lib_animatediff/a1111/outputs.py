@@ -4,7 +4,8 @@ Videos go to ``{outpath_samples}/AnimateDiff/{YYYY-MM-DD}/{seq:05}-{seed}[-{requ
 (``seed`` is the video's first frame's). A video whose batch was interrupted or skipped is written
 only when A1111's "save incomplete images" is on. The UI gallery then shows each video (GIF/WEBP)
 or its first frame; the API answers with base64 of each video file (+ the frames with ``Frame``),
-as the original does. When no video file was asked for (PNG/TXT only) the result is left as is.
+as the original does. A cell of an X/Y/Z plot gets the first frame of each video (the plot draws
+its grid from images). When no video file was asked for (PNG/TXT only) the result is left as is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lib_animatediff import frame_ops, interpolate, output
-from lib_animatediff.a1111 import api, settings
+from lib_animatediff.a1111 import api, settings, xyz
 
 GALLERY_SUFFIXES = (".gif", ".webp")
 INTERP_METHODS = {"FILM": "film", "Optical flow": "optical flow"}
@@ -63,6 +64,8 @@ def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
     shown: list[Any] = []
     infotexts: list[str] = []
     all_frames: list[Any] = []
+    first_frames: list[Any] = []
+    video_infotexts: list[str] = []
     for batch, offset, frames in split_videos(res, run.num_frames, params.video_length):
         if batch in run.incomplete_batches and not save_incomplete:
             continue
@@ -76,13 +79,18 @@ def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
         )  # fmt: skip
         written.append(files)
         all_frames += frames
+        first_frames.append(frames[0])
+        video_infotexts.append(infotext)
         viewable = [str(path) for path in files if path.suffix.lower() in GALLERY_SUFFIXES]
         shown += viewable or frames[:1]
         infotexts += [infotext] * (len(viewable) or 1)
     videos = [path for files in written for path in files if path.suffix.upper()[1:] in output.VIDEO_FORMATS]
     if not videos:
         return written
-    if getattr(p, "is_api", False):
+    if xyz.in_xyz_plot(p):
+        res.images = first_frames
+        res.infotexts = video_infotexts
+    elif getattr(p, "is_api", False):
         res.images = api.result_images(written, all_frames, params.format)
     else:
         res.images = shown

@@ -18,15 +18,14 @@ Order of events (A1111 1.10.1 ``processing.process_images``):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
 import torch
 
 from lib_animatediff import freeinit, latents, prompt_travel
-from lib_animatediff.a1111 import infotext, settings
-from lib_animatediff.a1111.api import RequestError
+from lib_animatediff.a1111 import infotext, settings, source_length, xyz
+from lib_animatediff.a1111.api import RequestError, parse_script_args
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
 from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
 from lib_animatediff.a1111.schedule_swap import training_schedule
@@ -55,9 +54,13 @@ class AnimateDiffRun:
     """The state of one enabled AnimateDiff generation, kept on ``p`` (never in module globals)."""
 
     def __init__(self, p: Any, params: AnimateDiffParams, *, is_img2img: bool) -> None:
-        if params.video_length == 0:
-            params = dataclasses.replace(params, video_length=params.batch_size)
         max_frames = int(settings.get("animatediff_max_frames")) or None
+        params = source_length.resolve_video_length(
+            params,
+            p,
+            max_frames=max_frames,
+            backend=settings.get("animatediff_default_frame_extract_method"),
+        )
         self.params = params.validate(max_frames=max_frames)
         self.p = p
         self.is_img2img = is_img2img
@@ -69,6 +72,7 @@ class AnimateDiffRun:
         self.motion_module: Any = None
         self.incomplete_batches: set[int] = set()
         self.init_latent: torch.Tensor | None = None
+        self.last_latent: torch.Tensor | None = None
         self._host_sample = p.sample
 
     # ---- before_process ---------------------------------------------------------------------
@@ -186,8 +190,9 @@ class AnimateDiffRun:
         p, params = self.p, self.params
         if self.init_latent is None:
             self.init_latent = p.init_latent.clone()
-        last = encode_last_frame(p, params.last_frame) if params.last_frame is not None else None
-        p.init_latent = latents.blend(self.init_latent, p.rng.next(), params, last_latent=last)
+            if params.last_frame is not None:
+                self.last_latent = encode_last_frame(p, params.last_frame).to(self.init_latent)
+        p.init_latent = latents.blend(self.init_latent, p.rng.next(), params, last_latent=self.last_latent)
 
     # ---- postprocess_batch_list / postprocess ---------------------------------------------------
     def restore_prompts(self) -> None:
@@ -207,7 +212,7 @@ class AnimateDiffRun:
 def encode_last_frame(p: Any, image: Any) -> torch.Tensor:
     """The optional img2img last frame (PIL image or base64) as a latent of the init latent's size."""
     import numpy as np
-    from modules import images
+    from modules import devices, images
 
     if isinstance(image, str):
         from modules.api import api
@@ -216,19 +221,18 @@ def encode_last_frame(p: Any, image: Any) -> torch.Tensor:
     image = images.resize_image(p.resize_mode, image.convert("RGB"), p.width, p.height)
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
     model = p.sd_model
-    pixels = pixels.to(device=p.init_latent.device, dtype=p.init_latent.dtype)
-    encoded = model.encode_first_stage(pixels)
+    encoded = model.encode_first_stage(pixels.to(device=devices.device, dtype=devices.dtype_vae))
     return model.get_first_stage_encoding(encoded) if hasattr(model, "get_first_stage_encoding") else encoded
 
 
 def before_process(p: Any, args: Any, *, is_img2img: bool) -> AnimateDiffRun | None:
-    """Parse the script's arguments and set ``p`` up for a video; a bad value refuses the generation."""
-    from lib_animatediff.a1111.api import parse_script_args
-
+    """Parse the script's arguments (X/Y/Z plot axis values over them) and set ``p`` up for a video;
+    a bad value refuses the generation."""
     try:
         params = parse_script_args(
             args, is_img2img=is_img2img, default_format=settings.get("animatediff_default_save_formats")
         )
+        params = xyz.apply_overrides(p, params)
         if not params.enable:
             return None
         run = AnimateDiffRun(p, params, is_img2img=is_img2img)

@@ -7,24 +7,25 @@ from pathlib import Path
 
 import torch
 
-from lib_animatediff.runner.cli import _require_file, animation_params, parse_motion_lora
+from lib_animatediff.runner.cli import animation_params, parse_motion_lora, require_file
 from lib_animatediff.runner.generate import SamplingSettings, generate
 from lib_animatediff.runner.models import load_pipeline
 from lib_animatediff.runner.tiny import tiny_motion_state_dict, tiny_pipeline
 from motion_module import load_motion_module
 
 DEMO_SIZE = 64
+DEMO_MODEL_NAME = "tiny-random-demo"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def run_generate(args: argparse.Namespace) -> int:
     """``generate``: check every input first, then load the models and render."""
-    _require_file("--model", args.model)
-    _require_file("--motion-module", args.motion_module)
+    require_file("--model", args.model)
+    require_file("--motion-module", args.motion_module)
     if args.prompt_file is not None:
-        _require_file("--prompt-file", args.prompt_file)
+        require_file("--prompt-file", args.prompt_file)
     loras = tuple(parse_motion_lora(text) for text in args.motion_lora)
-    params = animation_params(args)
+    params = animation_params(args, args.motion_module.name)
     prompt = args.prompt if args.prompt is not None else args.prompt_file.read_text(encoding="utf-8")
     sampling = SamplingSettings(
         prompt=prompt,
@@ -50,7 +51,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``demo``: the tiny random-weight pipeline and motion module, rendered through the whole path."""
-    params = animation_params(args)
+    params = animation_params(args, DEMO_MODEL_NAME)
     sampling = SamplingSettings(
         prompt=args.prompt,
         negative_prompt="blurry",

@@ -24,6 +24,7 @@ from lib_animatediff.params import (
 )
 from lib_animatediff.runner.errors import InputError
 
+# The keys of runner.samplers.SAMPLERS, repeated so that --help does not import diffusers (tested equal).
 SAMPLER_NAMES = ("Euler", "Euler a", "DDIM", "DPM++ 2M", "LCM")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
@@ -118,9 +119,11 @@ def _add_common_options(parser: argparse.ArgumentParser, *, frames: int, formats
     parser.add_argument("--outdir", type=Path, default=Path("outputs"))
 
 
-def animation_params(args: argparse.Namespace) -> AnimateDiffParams:
-    """The AnimateDiff options of ``args`` as validated params (``ParamsError`` names the field)."""
+def animation_params(args: argparse.Namespace, model: str) -> AnimateDiffParams:
+    """The AnimateDiff options of ``args`` as validated params (``ParamsError`` names the field);
+    ``model`` is the motion module's name for the infotext."""
     return AnimateDiffParams(
+        model=model,
         enable=True,
         video_length=args.frames,
         fps=args.fps,
@@ -159,7 +162,8 @@ def parse_motion_lora(text: str) -> tuple[Path, float]:
     return path, strength
 
 
-def _require_file(option: str, path: Path) -> None:
+def require_file(option: str, path: Path) -> None:
+    """Raise :class:`InputError` naming ``option`` and ``path`` when ``path`` does not exist."""
     if not path.exists():
         raise InputError(f"{option}: {str(path)!r} does not exist")
 

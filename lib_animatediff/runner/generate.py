@@ -252,16 +252,18 @@ def frame_conditioning(
 
 @torch.no_grad()
 def decode(pipeline: Pipeline, latents: torch.Tensor, *, progress: bool = True) -> np.ndarray:
-    """Latents ``(N, 4, h, w)`` to uint8 RGB frames ``(N, H, W, 3)``, ``DECODE_CHUNK`` frames at a time."""
+    """Latents ``(N, 4, h, w)`` to uint8 RGB frames ``(N, H, W, 3)``, ``DECODE_CHUNK`` frames at a time.
+
+    The result array is allocated first, so decoding more frames only grows that array.
+    """
     vae = pipeline.vae
-    chunks = []
+    factor = pipeline.vae_scale_factor
+    frames = np.empty((latents.shape[0], latents.shape[2] * factor, latents.shape[3] * factor, 3), np.uint8)
     for start in tqdm(range(0, latents.shape[0], DECODE_CHUNK), desc="decoding", disable=not progress):
         chunk = latents[start : start + DECODE_CHUNK].to(vae.dtype) / vae.config.scaling_factor
-        image = vae.decode(chunk).sample
-        chunks.append(
-            ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-        )
-    return torch.cat(chunks).numpy()
+        image = (vae.decode(chunk).sample.float().clamp(-1, 1) + 1) * 127.5
+        frames[start : start + len(chunk)] = image.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return frames
 
 
 def _infotext(sampling: SamplingSettings, params: AnimateDiffParams, seed: int, mm: torch.nn.Module) -> str:

@@ -161,6 +161,8 @@ def _assemble(cls: type, config: Mapping[str, Any], state: dict[str, torch.Tenso
 
 
 def _load_text_encoder(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    if not any(key.startswith("text_model.") for key in model.state_dict()):
+        state = {key.removeprefix("text_model."): value for key, value in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [key for key in missing if not key.endswith("position_ids")]
     if missing or unexpected:

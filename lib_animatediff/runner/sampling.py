@@ -39,7 +39,7 @@ class FrameConditioning:
 
     @staticmethod
     def stack(parts: Sequence[FrameConditioning]) -> FrameConditioning:
-        """Rows of ``parts`` one after another (the groups of one UNet call)."""
+        """The rows of ``parts`` one after another (group-major: all cond frames, then all uncond)."""
         pooled = None if parts[0].pooled is None else torch.cat([p.pooled for p in parts])
         time_ids = None if parts[0].time_ids is None else torch.cat([p.time_ids for p in parts])
         return FrameConditioning(torch.cat([p.hidden for p in parts]), pooled, time_ids)

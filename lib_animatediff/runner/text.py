@@ -17,7 +17,7 @@ from lib_animatediff.runner.models import Pipeline
 def encode_prompts(pipeline: Pipeline, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(hidden (P, T, D), pooled (P, D2) or None)`` for ``P`` prompts."""
     hidden: list[torch.Tensor] = []
-    pooled = None
+    outputs = []
     sdxl = pipeline.family == "sdxl"
     for encoder, tokenizer in zip(pipeline.text_encoders, pipeline.tokenizers, strict=True):
         ids = tokenizer(
@@ -27,8 +27,7 @@ def encode_prompts(pipeline: Pipeline, prompts: Sequence[str]) -> tuple[torch.Te
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(encoder.device)
-        out = encoder(ids, output_hidden_states=sdxl)
-        hidden.append(out.hidden_states[-2] if sdxl else out.last_hidden_state)
-        if sdxl:
-            pooled = out.text_embeds
+        outputs.append(encoder(ids, output_hidden_states=sdxl))
+        hidden.append(outputs[-1].hidden_states[-2] if sdxl else outputs[-1].last_hidden_state)
+    pooled = outputs[-1].text_embeds if sdxl else None
     return torch.cat(hidden, dim=-1), pooled

@@ -68,12 +68,18 @@ class Extension:
         return script
 
     def processing(
-        self, params: AnimateDiffParams | dict | list | None, *, img2img: bool = False, **kwargs: Any
+        self,
+        params: AnimateDiffParams | dict | list | None,
+        *,
+        img2img: bool = False,
+        selected_script: Any = None,
+        **kwargs: Any,
     ) -> Any:
         """A txt2img/img2img processing object whose script arguments carry ``params``.
 
         ``AnimateDiffParams`` become the accordion's positional values; a dict or list is passed as
-        an API request passes it (first slot, rest left at the accordion defaults).
+        an API request passes it (first slot, rest left at the accordion defaults). With
+        ``selected_script`` the arguments start with A1111's script dropdown index selecting it.
         """
         script = self.script(is_img2img=img2img)
         defaults = AnimateDiffParams().to_ui(is_img2img=img2img)
@@ -85,7 +91,9 @@ class Extension:
             args = params + defaults[len(params) :]
         else:
             args = defaults
-        script.args_from, script.args_to = 0, len(args)
+        selectable = [selected_script] if selected_script is not None else []
+        args = [1, *args] if selected_script is not None else args
+        script.args_from, script.args_to = len(selectable), len(args)
         processing = self.host.processing
         cls = (
             processing.StableDiffusionProcessingImg2Img
@@ -97,7 +105,7 @@ class Extension:
         return cls(
             sd_model=self.sd_model,
             outpath_samples=str(self.host.root / "outputs"),
-            scripts=self.host.scripts.ScriptRunner([script]),
+            scripts=self.host.scripts.ScriptRunner([script], selectable),
             script_args=list(args),
             **options,
         )

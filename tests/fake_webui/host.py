@@ -13,6 +13,7 @@ import pytest
 from tests.fake_webui.kdiffusion_loader import load_k_diffusion
 
 MODULES_DIR = Path(__file__).parent / "modules"
+SCRIPTS_DIR = Path(__file__).parent / "scripts"  # A1111's built-in scripts/ folder
 # dependency order: every module's relative imports are loaded before it
 MODULE_NAMES = (
     "errors", "paths", "devices", "lowvram", "hashes", "sd_samplers_common", "shared",
@@ -54,3 +55,15 @@ def install(monkeypatch: pytest.MonkeyPatch, root: Path) -> FakeHost:
     paths.models_path = str(root / "models")
     paths.data_path = str(root)
     return FakeHost(loaded, root)
+
+
+def install_xyz_grid(host: FakeHost) -> types.ModuleType:
+    """Load the fake X/Y/Z plot script as A1111's ``script_loading.load_module`` does (module name
+    ``xyz_grid.py``, not put into ``sys.modules``) and list it in ``scripts.scripts_data``."""
+    path = SCRIPTS_DIR / "xyz_grid.py"
+    spec = importlib.util.spec_from_file_location(path.name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scripts = host.scripts
+    scripts.scripts_data.append(scripts.ScriptClassData(module.Script, str(path), str(host.root), module))
+    return module

@@ -8,6 +8,7 @@ cpu = torch.device("cpu")
 device = cpu
 dtype = torch.float32
 dtype_unet = torch.float32
+dtype_vae = torch.float32
 
 
 def torch_gc() -> None:

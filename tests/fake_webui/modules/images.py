@@ -26,3 +26,8 @@ def save_image(image, path, basename, seed=None, prompt=None, extension="png", i
     image.save(filename)
     saved.append(filename)
     return filename, None
+
+
+def resize_image(resize_mode, im, width, height, upscaler_name=None):
+    """Resize mode 0 ("Just resize") only."""
+    return im.resize((width, height))

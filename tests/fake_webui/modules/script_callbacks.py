@@ -80,3 +80,7 @@ def app_started_callback(demo, app) -> None:
 
 def script_unloaded_callback() -> None:
     _run("script_unloaded")
+
+
+def before_ui_callback() -> None:
+    _run("before_ui")

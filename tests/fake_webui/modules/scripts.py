@@ -1,8 +1,10 @@
-"""Mirrors A1111 ``modules/scripts.py``: ``Script``, ``AlwaysVisible``, the argument objects and the
-parts of ``ScriptRunner`` that run always-visible scripts' hooks (each hook's exception is reported
-and swallowed, as in A1111)."""
+"""Mirrors A1111 ``modules/scripts.py``: ``Script``, ``AlwaysVisible``, the argument objects,
+``scripts_data`` (what ``load_scripts`` found) and the parts of ``ScriptRunner`` that run
+always-visible scripts' hooks (each hook's exception is reported and swallowed, as in A1111)."""
 
 from __future__ import annotations
+
+from collections import namedtuple
 
 from . import errors, paths
 
@@ -43,6 +45,9 @@ class Script:
 
 current_basedir = paths.script_path
 
+scripts_data = []
+ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
+
 
 def basedir():
     return current_basedir
@@ -51,9 +56,10 @@ def basedir():
 class ScriptRunner:
     """Runs the hooks of always-visible scripts with their slice of ``p.script_args``."""
 
-    def __init__(self, scripts: list[Script]):
+    def __init__(self, scripts: list[Script], selectable_scripts: list[Script] | None = None):
         self.scripts = scripts
         self.alwayson_scripts = scripts
+        self.selectable_scripts = selectable_scripts or []
 
     def _call(self, name: str, p, *args, **kwargs) -> None:
         for script in self.scripts:
