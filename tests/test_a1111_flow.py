@@ -279,3 +279,20 @@ def test_img2img_last_frame_ends_the_video_on_its_latent(ext: Extension) -> None
     assert torch.allclose(p.init_latent[FRAMES - 1], expected_last, atol=1e-6)
     assert torch.allclose(p.init_latent[0], first_init, atol=1e-6)
     assert len(gifs(ext)) == 1
+
+
+@pytest.mark.parametrize(
+    ("lowvram", "setting", "offloaded"), [(True, False, True), (False, True, True), (False, False, False)]
+)
+def test_the_motion_module_leaves_the_gpu_under_lowvram_or_the_setting(
+    ext: Extension, monkeypatch: pytest.MonkeyPatch, lowvram: bool, setting: bool, offloaded: bool
+) -> None:
+    import lib_animatediff.a1111.script_flow as script_flow
+
+    calls: list[bool] = []
+    monkeypatch.setattr(script_flow.cache, "offload", lambda: calls.append(True))
+    ext.sd_model.lowvram = lowvram
+    ext.host.shared.opts.data["animatediff_mm_on_cpu"] = setting
+    ext.host.processing.process_images(ext.processing(video_params()))
+    assert len(gifs(ext)) == 1
+    assert calls == ([True] if offloaded else [])

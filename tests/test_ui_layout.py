@@ -288,7 +288,6 @@ def test_settings_section_keys_defaults_and_help():
     assert list(options) == list(settings.DEFAULTS)
     original_keys = {
         "animatediff_model_path", "animatediff_default_save_formats", "animatediff_save_to_custom",
-        "animatediff_frame_extract_path", "animatediff_frame_extract_remove",
         "animatediff_default_frame_extract_method", "animatediff_optimize_gif_palette",
         "animatediff_optimize_gif_gifsicle", "animatediff_mp4_crf", "animatediff_mp4_preset",
         "animatediff_mp4_tune", "animatediff_webp_quality", "animatediff_webp_lossless",

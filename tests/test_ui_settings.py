@@ -14,8 +14,6 @@ ORIGINAL_DEFAULTS = {
     "animatediff_model_path": None,
     "animatediff_default_save_formats": ["GIF", "PNG"],
     "animatediff_save_to_custom": True,
-    "animatediff_frame_extract_path": None,
-    "animatediff_frame_extract_remove": False,
     "animatediff_default_frame_extract_method": "ffmpeg",
     "animatediff_optimize_gif_palette": False,
     "animatediff_optimize_gif_gifsicle": False,

@@ -7,6 +7,10 @@ the functions that build or register the options, so :func:`get` and :data:`DEFA
 Accordion defaults are A1111's business (Settings > Defaults writes ``ui-config.json``, which overrides
 a component's initial value), so there is no per-control default setting here, except for the save
 formats: A1111 does not track CheckboxGroup values in ``ui-config.json``.
+
+The original's ``animatediff_frame_extract_path`` / ``animatediff_frame_extract_remove`` are left out on
+purpose: video sources are decoded in memory (``lib_animatediff.video_source``), nothing is extracted to
+disk, so there is no folder to name or remove (and no ``rmtree`` of a caller-named path).
 """
 
 from __future__ import annotations
@@ -36,8 +40,6 @@ DEFAULTS: dict[str, Any] = {
     "animatediff_model_path": None,
     "animatediff_default_save_formats": ["GIF", "PNG"],
     "animatediff_save_to_custom": True,
-    "animatediff_frame_extract_path": None,
-    "animatediff_frame_extract_remove": False,
     "animatediff_default_frame_extract_method": "ffmpeg",
     "animatediff_optimize_gif_palette": False,
     "animatediff_optimize_gif_gifsicle": False,
@@ -90,17 +92,6 @@ def build_options(option_info: type) -> dict[str, Any]:
             "instead of A1111's own image folder",
             gr.Checkbox,
         ).info("when off and PNG is chosen, A1111 saves each frame like an ordinary image"),
-        "animatediff_frame_extract_path": option(
-            "animatediff_frame_extract_path",
-            "Path to save extracted frames",
-            gr.Textbox,
-            {"placeholder": "Leave empty to use default path: tmp/animatediff-frames"},
-        ).info("frames of an uploaded video source are written here"),
-        "animatediff_frame_extract_remove": option(
-            "animatediff_frame_extract_remove",
-            "Always remove extracted frames after processing",
-            gr.Checkbox,
-        ).info("only frames extracted from a video source; a Video path folder is never removed"),
         "animatediff_default_frame_extract_method": option(
             "animatediff_default_frame_extract_method",
             "Default frame extraction method",
