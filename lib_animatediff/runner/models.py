@@ -161,8 +161,10 @@ def _assemble(cls: type, config: Mapping[str, Any], state: dict[str, torch.Tenso
 
 
 def _load_text_encoder(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load converted CLIP weights; a checkpoint's ``position_ids`` are ignored (the model keeps its own)."""
     if not any(key.startswith("text_model.") for key in model.state_dict()):
         state = {key.removeprefix("text_model."): value for key, value in state.items()}
+    state = {key: value for key, value in state.items() if not key.endswith("position_ids")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [key for key in missing if not key.endswith("position_ids")]
     if missing or unexpected:
