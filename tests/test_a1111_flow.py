@@ -43,6 +43,19 @@ def record_unet_batches(unet: torch.nn.Module) -> list[int]:
     return sizes
 
 
+def on_unet_call(ext: Extension, n: int, action) -> list[int]:
+    """Run ``action`` (A1111's interrupt / skip) when the UNet is called the ``n``-th time; returns the call log."""
+    calls: list[int] = []
+
+    def count(module, args):
+        calls.append(1)
+        if len(calls) == n:
+            action()
+
+    ext.sd_model.model.diffusion_model.register_forward_pre_hook(count)
+    return calls
+
+
 def gifs(ext: Extension) -> list:
     return sorted((ext.host.root / "outputs" / "AnimateDiff").rglob("*.gif"))
 
@@ -124,15 +137,7 @@ def test_an_exception_half_way_leaves_the_unet_as_it_was(ext: Extension, error: 
 
 def test_interrupt_between_windows_stops_sampling_and_writes_nothing(ext: Extension) -> None:
     before = state_of(ext)
-    state = ext.host.shared.state
-    calls = []
-
-    def interrupt_after_two_calls(module, args):
-        calls.append(1)
-        if len(calls) == 2:
-            state.interrupt()
-
-    ext.sd_model.model.diffusion_model.register_forward_pre_hook(interrupt_after_two_calls)
+    calls = on_unet_call(ext, 2, ext.host.shared.state.interrupt)
     ext.host.processing.process_images(ext.processing(video_params(), n_iter=2))
     assert len(calls) == 2  # no window ran after the flag was set
     assert gifs(ext) == []
@@ -230,15 +235,7 @@ def test_freeinit_samples_every_pass_and_restores_the_unet(ext: Extension) -> No
 
 
 def test_skip_drops_the_skipped_video_and_goes_on_with_the_next(ext: Extension) -> None:
-    state = ext.host.shared.state
-    calls = []
-
-    def skip_on_second_call(module, args):
-        calls.append(1)
-        if len(calls) == 2:
-            state.skip()
-
-    ext.sd_model.model.diffusion_model.register_forward_pre_hook(skip_on_second_call)
+    on_unet_call(ext, 2, ext.host.shared.state.skip)
     p = ext.processing(video_params(), n_iter=2)
     ext.host.processing.process_images(p)
     (gif,) = gifs(ext)
