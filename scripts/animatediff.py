@@ -9,6 +9,7 @@ imports every package it needs while A1111 has the extension folder on ``sys.pat
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -46,7 +47,16 @@ claim_packages()
 from modules import script_callbacks, scripts, shared  # noqa: E402
 
 import motion_module  # noqa: E402, F401  (imported now, while the extension folder is on sys.path)
-from lib_animatediff.a1111 import api, infotext, model_cache, outputs, script_flow, settings, xyz  # noqa: E402
+from lib_animatediff.a1111 import (  # noqa: E402
+    api,
+    i2i_batch,
+    infotext,
+    model_cache,
+    outputs,
+    script_flow,
+    settings,
+    xyz,
+)
 
 LOGGERS = ("lib_animatediff", "motion_module")
 
@@ -64,6 +74,23 @@ def setup_logging(level: str | None) -> None:
 
 
 setup_logging(getattr(shared.cmd_opts, "animatediff_loglevel", None))
+
+COMPAT_SHIMS = ("scripts.animatediff_i2ibatch",)  # sd-webui-controlnet imports these at run time
+
+
+def load_compat_shims() -> None:
+    """Import the compatibility shims now, while A1111 has the extension folder on ``sys.path``
+    (it takes the folder off after loading scripts; imported modules stay importable)."""
+    for name in COMPAT_SHIMS:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            logging.getLogger("lib_animatediff").warning(
+                "%s not loaded, ControlNet cannot use it: %s", name, error
+            )
+
+
+load_compat_shims()
 
 
 class AnimateDiffScript(scripts.Script):
@@ -106,6 +133,10 @@ class AnimateDiffScript(scripts.Script):
         if run is not None:
             run.restore_prompts()
 
+    def postprocess_image(self, p, pp, *args) -> None:
+        if script_flow.current_run(p) is not None:
+            i2i_batch.select_frame_crop(p)
+
     def postprocess(self, p, processed, *args) -> None:
         run = script_flow.current_run(p)
         if run is None:
@@ -121,3 +152,5 @@ script_callbacks.on_infotext_pasted(infotext.on_infotext_pasted, name="animatedi
 script_callbacks.on_app_started(api.register_routes, name="animatediff_api")
 script_callbacks.on_ui_settings(settings.on_ui_settings, name="animatediff_settings")
 script_callbacks.on_before_ui(xyz.register_axes, name="animatediff_xyz")
+i2i_batch.install()
+script_callbacks.on_script_unloaded(i2i_batch.uninstall, name="animatediff_i2i_batch")

@@ -8,11 +8,13 @@ Order of events (A1111 1.10.1 ``processing.process_images``):
   on this ``p`` by :meth:`AnimateDiffRun.sample`. A parameter error instead makes ``p.sample``
   raise it, so nothing is generated and the API answers 422 (A1111 swallows hook exceptions).
 * ``p.sample`` (once per batch, after A1111 applied ``override_settings`` and loaded the checkpoint
-  the request asks for): loads the motion module (cached), checks it fits, injects it into
+  the request asks for): loads the motion module (cached), checks it fits, merges the prompt's
+  motion LoRAs (:mod:`lib_animatediff.a1111.lora`), injects it into
   ``p.sd_model``'s UNet, swaps the training noise schedule in, installs the window hook and runs
   A1111's own sampling (FreeInit repeats it); everything is undone in a ``finally``, so also on
   exceptions, Interrupt and Skip.
 * ``before_process_batch`` — img2img: init latent → per-frame latents (latent power/scale, last frame).
+  Not for an img2img batch (:mod:`lib_animatediff.a1111.i2i_batch`): its frames are the init images.
 * ``postprocess`` — :mod:`lib_animatediff.a1111.outputs` writes the videos and fills the result.
 """
 
@@ -24,9 +26,10 @@ from typing import Any
 import torch
 
 from lib_animatediff import freeinit, latents, prompt_travel
-from lib_animatediff.a1111 import infotext, settings, source_length, xyz
+from lib_animatediff.a1111 import i2i_batch, infotext, settings, source_length, xyz
 from lib_animatediff.a1111.api import RequestError, parse_script_args
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
+from lib_animatediff.a1111.lora import applied_loras
 from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
 from lib_animatediff.a1111.schedule_swap import training_schedule
 from lib_animatediff.params import AnimateDiffParams
@@ -55,6 +58,9 @@ class AnimateDiffRun:
 
     def __init__(self, p: Any, params: AnimateDiffParams, *, is_img2img: bool) -> None:
         max_frames = int(settings.get("animatediff_max_frames")) or None
+        self.i2i_batch = i2i_batch.batch_of(p) if is_img2img else None
+        if self.i2i_batch is not None:
+            params = i2i_batch.fit_params(params, self.i2i_batch)
         params = source_length.resolve_video_length(
             params,
             p,
@@ -84,6 +90,8 @@ class AnimateDiffRun:
         if self.travel is not None and self.travel.is_travel:
             p.prompt = self.travel.frame_prompts() * p.n_iter
         p.batch_size = self.num_frames
+        if self.i2i_batch is not None:
+            i2i_batch.trim_frames(p, self.num_frames)
         p.do_not_save_samples = "PNG" not in params.format or bool(settings.get("animatediff_save_to_custom"))
         setattr(p, RUN_ATTRIBUTE, self)
         p.sample = self.sample
@@ -112,6 +120,7 @@ class AnimateDiffRun:
         travels = self.travel is not None and self.travel.is_travel
         try:
             with (
+                applied_loras(p, mm, unet),
                 inject(unet, mm) as handle,
                 training_schedule(sd_model, mm.beta_schedule),
                 FrameWindowHook(
@@ -186,7 +195,10 @@ class AnimateDiffRun:
 
     # ---- before_process_batch ----------------------------------------------------------------
     def prepare_init_latents(self) -> None:
-        """img2img: blend the init latent towards noise per frame (and towards the last frame)."""
+        """img2img: blend the init latent towards noise per frame (and towards the last frame); an
+        img2img batch already has one init latent per frame."""
+        if self.i2i_batch is not None:
+            return
         p, params = self.p, self.params
         if self.init_latent is None:
             self.init_latent = p.init_latent.clone()

@@ -18,7 +18,7 @@ SCRIPTS_DIR = Path(__file__).parent / "scripts"  # A1111's built-in scripts/ fol
 MODULE_NAMES = (
     "errors", "paths", "devices", "lowvram", "hashes", "sd_samplers_common", "shared",
     "script_callbacks", "images", "scripts", "sd_samplers_cfg_denoiser", "sd_samplers_kdiffusion",
-    "sd_samplers", "processing",
+    "sd_samplers", "extra_networks", "processing", "infotext_utils", "img2img",
 )  # fmt: skip
 
 
@@ -54,6 +54,7 @@ def install(monkeypatch: pytest.MonkeyPatch, root: Path) -> FakeHost:
     paths.script_path = str(root)
     paths.models_path = str(root / "models")
     paths.data_path = str(root)
+    loaded["shared"].cmd_opts.lora_dir = str(root / "models" / "Lora")
     return FakeHost(loaded, root)
 
 

@@ -31,3 +31,9 @@ def save_image(image, path, basename, seed=None, prompt=None, extension="png", i
 def resize_image(resize_mode, im, width, height, upscaler_name=None):
     """Resize mode 0 ("Just resize") only."""
     return im.resize((width, height))
+
+
+def read_info_from_image(image):
+    """The ``parameters`` text A1111 writes into its PNGs, and the image's other info items."""
+    items = dict(image.info or {})
+    return items.pop("parameters", None), items

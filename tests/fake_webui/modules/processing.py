@@ -2,20 +2,28 @@
 
 The order of script hooks, the per-batch loop (``p.rng``, ``p.sample``, VAE decode, per-image
 saving and infotext), the grid put in front of the images, and the way an exception raised while
-sampling skips ``postprocess`` follow A1111 1.10.1. Prompt parsing, extra networks, face restore,
-hires fix and masks are left out; text encoding and the VAE come from the fake ``sd_model``.
+sampling skips ``postprocess`` follow A1111 1.10.1. Prompt parsing, extra-network activation
+(``<lora:…>`` tags are only parsed into ``p.extra_network_data``), face restore,
+non-latent hires upscalers and inpaint overlays are left out; text encoding and the VAE come from the fake ``sd_model``.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from . import images, scripts, sd_samplers, shared
+from . import extra_networks, images, scripts, sd_samplers, shared
+
+
+def fix_seed(p) -> None:
+    """A seed of -1 (or None) becomes a random one, as A1111's ``fix_seed`` does."""
+    if p.seed is None or int(p.seed) == -1:
+        p.seed = random.randrange(4294967294)
 
 
 class ImageRNG:
@@ -51,6 +59,7 @@ class StableDiffusionProcessing:
     script_args: list = field(default_factory=list)
     override_settings: dict = field(default_factory=dict)
     extra_generation_params: dict = field(default_factory=dict)
+    disable_extra_networks: bool = False
 
     def __post_init__(self):
         self.sampler = None
@@ -59,6 +68,7 @@ class StableDiffusionProcessing:
         self.batch_index = 0
         self.c = None
         self.uc = None
+        self.extra_network_data = None
 
     def setup_prompts(self):
         prompts = (
@@ -66,6 +76,9 @@ class StableDiffusionProcessing:
         )
         self.all_prompts = prompts
         self.all_negative_prompts = [self.negative_prompt] * len(prompts)
+
+    def parse_extra_network_prompts(self):
+        self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
 
     def setup_conds(self):
         self.c = self.sd_model.get_learned_conditioning(self.prompts)
@@ -83,30 +96,170 @@ class StableDiffusionProcessing:
         pass
 
 
+LATENT_UPSCALE_MODES = {"Latent": "bilinear", "Latent (nearest)": "nearest"}
+
+
+class DecodedSamples(list):
+    """``processing.DecodedSamples``: images the hires pass already decoded (``process_images`` skips decoding)."""
+
+    already_decoded = True
+
+
 @dataclass(repr=False)
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    """Txt2img with A1111's hires fix: a first pass, then ``sample_hr_pass`` (latent upscalers only)."""
+
+    enable_hr: bool = False
+    denoising_strength: float = 0.75
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0
+    hr_sampler_name: str | None = None
+    hr_prompt: str = ""
+    hr_negative_prompt: str = ""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.hr_c = None
+        self.hr_uc = None
+        self.is_hr_pass = False
+
+    def setup_prompts(self):
+        super().setup_prompts()
+        hr_prompt = self.hr_prompt or self.prompt
+        hr_negative = self.hr_negative_prompt or self.negative_prompt
+        count = len(self.all_prompts)
+        self.all_hr_prompts = hr_prompt if isinstance(hr_prompt, list) else [hr_prompt] * count
+        self.all_hr_negative_prompts = [hr_negative] * count
+
+    def init(self, all_prompts, all_seeds, all_subseeds):
+        if self.enable_hr:
+            if self.hr_upscaler not in LATENT_UPSCALE_MODES:
+                raise ValueError(f"fake host: only latent upscalers, not {self.hr_upscaler!r}")
+            self.extra_generation_params["Denoising strength"] = self.denoising_strength
+            self.hr_upscale_to_x = int(self.width * self.hr_scale)
+            self.hr_upscale_to_y = int(self.height * self.hr_scale)
+
+    def setup_conds(self):
+        super().setup_conds()
+        self.hr_c = None
+        self.hr_uc = None
+
+    def calculate_hr_conds(self):
+        if self.hr_c is not None:
+            return
+        batch = slice(self.iteration * self.batch_size, (self.iteration + 1) * self.batch_size)
+        self.hr_prompts = self.all_hr_prompts[batch]
+        self.hr_negative_prompts = self.all_hr_negative_prompts[batch]
+        self.hr_uc = self.sd_model.get_learned_conditioning(self.hr_negative_prompts)
+        self.hr_c = self.sd_model.get_learned_conditioning(self.hr_prompts)
+
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         x = self.rng.next()
         image_conditioning = torch.zeros(x.shape[0], 5, 1, 1)
-        return self.sampler.sample(
+        samples = self.sampler.sample(
             self, x, conditioning, unconditional_conditioning, image_conditioning=image_conditioning
         )
+        if not self.enable_hr:
+            return samples
+        return self.sample_hr_pass(samples, None, seeds, subseeds, subseed_strength, prompts)
+
+    def sample_hr_pass(self, samples, decoded_samples, seeds, subseeds, subseed_strength, prompts):
+        """Upscale the latents, then img2img them at the hires size with a fresh sampler and hires conds."""
+        if shared.state.interrupted:
+            return samples
+        self.is_hr_pass = True
+        self.sampler = sd_samplers.create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
+        size = (self.hr_upscale_to_y // 8, self.hr_upscale_to_x // 8)
+        samples = torch.nn.functional.interpolate(
+            samples, size=size, mode=LATENT_UPSCALE_MODES[self.hr_upscaler], antialias=False
+        )
+        image_conditioning = torch.zeros(samples.shape[0], 5, 1, 1)
+        shared.state.nextjob()
+        self.rng = ImageRNG(samples.shape[1:], self.seeds)
+        noise = self.rng.next()
+        self.calculate_hr_conds()
+        samples = self.sampler.sample_img2img(
+            self,
+            samples,
+            noise,
+            self.hr_c,
+            self.hr_uc,
+            steps=self.hr_second_pass_steps or self.steps,
+            image_conditioning=image_conditioning,
+        )
+        self.sampler = None
+        decoded = DecodedSamples(decode(self.sd_model, samples))
+        self.is_hr_pass = False
+        return decoded
 
 
 @dataclass(repr=False)
 class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    """Img2img: every init image encoded (one repeated over the batch); an inpaint mask as A1111 turns
+    it into a binary mask (alpha or luminance), inverted on request, latent mask + overlays; fill
+    modes 0/1/3 (2, latent noise, is left out), no blur and no "only masked" crop."""
+
     init_images: list = field(default_factory=list)
     denoising_strength: float = 0.75
     resize_mode: int = 0
+    image_mask: Any = None
+    inpainting_mask_invert: int = 0
+    inpainting_fill: int = 1
+    inpaint_full_res: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.mask = None
+        self.nmask = None
+        self.overlay_images = None
+        self.color_corrections = None
+        self.mask_for_overlay = None
+        self.paste_to = None
+
+    def binary_mask(self) -> Image.Image:
+        mask = self.image_mask
+        mask = mask.getchannel("A") if mask.mode == "RGBA" else mask.convert("L")
+        mask = mask.point(lambda value: 255 if value >= 128 else 0)
+        if self.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+        return mask.resize((self.width, self.height))
 
     def init(self, all_prompts, all_seeds, all_subseeds):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
-        image = np.asarray(
-            self.init_images[0].convert("RGB").resize((self.width, self.height)), dtype=np.float32
-        )
-        pixels = torch.from_numpy(image / 127.5 - 1.0).permute(2, 0, 1)[None]
-        self.init_latent = self.sd_model.encode_first_stage(pixels).repeat(self.batch_size, 1, 1, 1)
+        mask = self.binary_mask() if self.image_mask is not None else None
+        if mask is not None:
+            self.mask_for_overlay = mask
+            self.overlay_images = []
+        pixels = []
+        for init_image in self.init_images:
+            image = init_image.convert("RGB").resize((self.width, self.height))
+            if mask is not None:
+                keep = Image.new("RGBA", image.size)
+                keep.paste(image.convert("RGBA"), mask=ImageOps.invert(mask))
+                self.overlay_images.append(keep)
+            pixels.append(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
+        if len(pixels) == 1:
+            pixels = pixels * self.batch_size
+            if self.overlay_images is not None:
+                self.overlay_images = self.overlay_images * self.batch_size
+        elif len(pixels) <= self.batch_size:
+            self.batch_size = len(pixels)
+        else:
+            raise RuntimeError(
+                f"bad number of images passed: {len(pixels)}; expecting {self.batch_size} or less"
+            )
+        batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+        self.init_latent = self.sd_model.encode_first_stage(batch)
+        if mask is not None:
+            size = (self.init_latent.shape[3], self.init_latent.shape[2])
+            latent_mask = np.around(np.asarray(mask.resize(size), dtype=np.float32) / 255.0)
+            latent_mask = torch.from_numpy(latent_mask)[None].expand(self.init_latent.shape[1], -1, -1)
+            self.mask = 1.0 - latent_mask
+            self.nmask = latent_mask.clone()
+            if self.inpainting_fill == 3:
+                self.init_latent = self.init_latent * self.mask
         self.image_conditioning = torch.zeros(self.batch_size, 5, 1, 1)
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
@@ -179,6 +332,8 @@ def process_images_inner(p) -> Processed:
                 p.scripts.before_process_batch(
                     p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds
                 )
+            p.parse_extra_network_prompts()
+            if p.scripts is not None:
                 p.scripts.process_batch(
                     p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds
                 )
@@ -191,7 +346,8 @@ def process_images_inner(p) -> Processed:
                 subseed_strength=0,
                 prompts=p.prompts,
             )
-            x_samples = decode(p.sd_model, samples)
+            already_decoded = getattr(samples, "already_decoded", False)
+            x_samples = torch.stack(list(samples)) if already_decoded else decode(p.sd_model, samples)
             state.nextjob()
             if p.scripts is not None:
                 batch_params = scripts.PostprocessBatchListArgs(list(x_samples))

@@ -53,6 +53,7 @@ class KDiffusionSampler:
 
     def _run(self, p, x, sigmas, conditioning, unconditional_conditioning, image_conditioning, steps):
         self.initialize(p)
+        self.last_latent = x  # what an interrupt before the first step returns
         self.sampler_extra_args = {
             "cond": conditioning,
             "image_cond": image_conditioning,

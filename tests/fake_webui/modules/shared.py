@@ -73,6 +73,6 @@ class State:
 
 opts = Options()
 state = State()
-cmd_opts = SimpleNamespace(lowvram=False, medvram=False, no_half=True, api=False)
+cmd_opts = SimpleNamespace(lowvram=False, medvram=False, no_half=True, api=False, lora_dir=None)
 sd_model: Any = None
 device = None
