@@ -6,7 +6,8 @@ skip-early-CFG). Whatever the layout, each call holds ``G`` whole groups of the 
 frames, group-major. :class:`FrameWindowHook` replaces ``apply_model`` on the model instance while
 it is active; per context window it calls the real ``apply_model`` on that window's rows of every
 group (the motion module sees ``G`` clips of ``F`` frames) and fuses the windows with
-:mod:`lib_animatediff.windows`. It checks A1111's Interrupt/Skip before each window and moves the
+:mod:`lib_animatediff.windows`; ControlNet's per-frame hints follow each window
+(:mod:`lib_animatediff.a1111.control_hints`). It checks A1111's Interrupt/Skip before each window and moves the
 progress bar across windows. The ``on_cfg_denoiser`` callback tells it the denoiser step (which
 rotates the windows) and swaps in the per-frame prompt-travel conditioning.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from lib_animatediff import context, windows
+from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.params import AnimateDiffParams
 
 _ABSENT = object()
@@ -38,6 +40,7 @@ class FrameWindowHook:
         interrupted: type[BaseException],
         travel_cond: Callable[[Any], Any] | None = None,
         max_frames_per_call: int | None = None,
+        control_hints: ControlHints | None = None,
     ) -> None:
         self.sd_model = sd_model
         self.handle = handle
@@ -47,6 +50,7 @@ class FrameWindowHook:
         self.interrupted = interrupted
         self.travel_cond = travel_cond
         self.max_frames_per_call = max_frames_per_call
+        self.control_hints = control_hints
         self.step = 0
         self.cond_rows: int | None = None
         self._original: Callable | None = None
@@ -115,7 +119,10 @@ class FrameWindowHook:
             rows = rows.to(x.device)
             picked = [take_rows(value, rows, total) for value in (t, cond, *args)]
             options = {key: take_rows(value, rows, total) for key, value in kwargs.items()}
-            return self._original(x[rows], *picked, **options)
+            if self.control_hints is None:
+                return self._original(x[rows], *picked, **options)
+            with self.control_hints.window(rows, x.device):
+                return self._original(x[rows], *picked, **options)
 
         return windows.denoise_windows(
             denoise,

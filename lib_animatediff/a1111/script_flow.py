@@ -2,7 +2,8 @@
 
 Order of events (A1111 1.10.1 ``processing.process_images``):
 
-* ``before_process`` — :meth:`AnimateDiffRun.start`: resolves the frame count, sets
+* ``before_process`` — :meth:`AnimateDiffRun.start`: resolves the frame count (bounded by
+  ControlNet batch units, which get the video's frames: :mod:`lib_animatediff.a1111.controlnet`), sets
   ``p.batch_size`` to it (one batch = one video, ``n_iter`` = number of videos), expands a
   prompt-travel prompt into per-frame prompts, writes the infotext entry and replaces ``p.sample``
   on this ``p`` by :meth:`AnimateDiffRun.sample`. A parameter error instead makes ``p.sample``
@@ -26,8 +27,9 @@ from typing import Any
 import torch
 
 from lib_animatediff import freeinit, latents, prompt_travel
-from lib_animatediff.a1111 import i2i_batch, infotext, settings, source_length, xyz
+from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, settings, source_length, xyz
 from lib_animatediff.a1111.api import RequestError, parse_script_args
+from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
 from lib_animatediff.a1111.lora import applied_loras
 from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
@@ -61,12 +63,14 @@ class AnimateDiffRun:
         self.i2i_batch = i2i_batch.batch_of(p) if is_img2img else None
         if self.i2i_batch is not None:
             params = i2i_batch.fit_params(params, self.i2i_batch)
-        params = source_length.resolve_video_length(
-            params,
-            p,
-            max_frames=max_frames,
-            backend=settings.get("animatediff_default_frame_extract_method"),
+        automatic_length = params.video_length == 0
+        backend = settings.get("animatediff_default_frame_extract_method")
+        params = source_length.resolve_video_length(params, p, max_frames=max_frames, backend=backend)
+        self.controlnet = controlnet.plan_feed(
+            p, params, roots=source_length.allowed_roots(p), backend=backend
         )
+        if self.controlnet is not None:
+            params = self.controlnet.fit(params, automatic_length=automatic_length)
         self.params = params.validate(max_frames=max_frames)
         self.p = p
         self.is_img2img = is_img2img
@@ -90,6 +94,8 @@ class AnimateDiffRun:
         if self.travel is not None and self.travel.is_travel:
             p.prompt = self.travel.frame_prompts() * p.n_iter
         p.batch_size = self.num_frames
+        if self.controlnet is not None:
+            self.controlnet.apply(p, self.num_frames)
         if self.i2i_batch is not None:
             i2i_batch.trim_frames(p, self.num_frames)
         p.do_not_save_samples = "PNG" not in params.format or bool(settings.get("animatediff_save_to_custom"))
@@ -132,6 +138,7 @@ class AnimateDiffRun:
                     interrupted=sd_samplers_common.InterruptedException,
                     travel_cond=self._travel_cond if travels else None,
                     max_frames_per_call=int(settings.get("animatediff_max_frames_per_call")) or None,
+                    control_hints=ControlHints.of(p, self.num_frames),
                 ) as hook,
             ):
                 self.hook = hook
@@ -215,6 +222,8 @@ class AnimateDiffRun:
     def finish(self) -> None:
         """Give ``p`` its batch size and prompt back and detach the run."""
         self.p.batch_size = self.user_batch_size
+        if self.controlnet is not None:
+            self.controlnet.remove_frames()
         self.p.prompt = self.prompt
         if "sample" in vars(self.p):
             del self.p.sample

@@ -84,6 +84,12 @@ class StableDiffusionProcessing:
         self.c = self.sd_model.get_learned_conditioning(self.prompts)
         self.uc = self.sd_model.get_learned_conditioning(self.negative_prompts)
 
+    def close(self):
+        """A1111's callers close ``p`` after ``process_images`` (``with closing(p)``), also on errors."""
+        self.sampler = None
+        self.c = None
+        self.uc = None
+
     def save_samples(self) -> bool:
         state = shared.state
         return (
