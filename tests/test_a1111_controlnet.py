@@ -88,7 +88,9 @@ def test_windowed_hints_follow_each_window_and_match_an_unwindowed_run(ext, cn, 
         assert levels[:4] == levels[4:] and levels[:4] == sorted(set(levels[:4]))
     assert script.hooks[0].control_params[0].hint_cond.shape[0] == 16
     assert script.hooks[0].control_params[0].hint_cond.device.type == "cpu"
-    _, whole, script = generate(ext, cn, [external.ControlNetUnit()], params(video_path=str(frames), batch_size=8))
+    _, whole, script = generate(
+        ext, cn, [external.ControlNetUnit()], params(video_path=str(frames), batch_size=8)
+    )
     assert all(frame_levels(call["hints"][0]) == [*range(8), *range(8)] for call in script.hooks[0].calls)
     assert np.abs(windowed - whole).max() <= 1
     reversed_frames = tmp_path / "reversed"
