@@ -192,7 +192,13 @@ class MotionLayer(nn.Module):
         super().__init__()
         self.temporal_transformer = temporal_transformer
 
-    def forward(self, x: Tensor, num_frames: int) -> Tensor:
+    def forward(self, x: Tensor, num_frames: int | None = None) -> Tensor:
+        """Without ``num_frames`` (a foreign caller: ControlNet's SparseCtrl calls ``layer(x)``) the
+        frame count of the AnimateDiff injection in effect is used."""
+        if num_frames is None:
+            from motion_module.inject import active_frames
+
+            num_frames = active_frames()
         return self.temporal_transformer(x, num_frames)
 
 
@@ -209,7 +215,8 @@ class MotionModule(nn.Module):
 
     ``down_channels`` are the channels per down level (``up`` levels mirror them); ``pe_length``
     defaults to the variant's; ``pe_in_state_dict`` says whether the format stores PE buffers
-    (AnimateLCM does not: its PE is computed).
+    (AnimateLCM does not: its PE is computed). SparseCtrl's motion part has no up levels
+    (``with_up_blocks=False``) and one attention block per layer.
     """
 
     def __init__(
@@ -221,6 +228,7 @@ class MotionModule(nn.Module):
         pe_length: int | None = None,
         pe_in_state_dict: bool = True,
         num_attention_blocks: int = 2,
+        with_up_blocks: bool = True,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -251,7 +259,7 @@ class MotionModule(nn.Module):
 
         self.down_blocks = nn.ModuleList(block(c, 2) for c in down_channels)
         self.mid_block = block(down_channels[-1], 1) if has_mid_block else None
-        self.up_blocks = nn.ModuleList(block(c, 3) for c in reversed(down_channels))
+        self.up_blocks = nn.ModuleList(block(c, 3) for c in reversed(down_channels) if with_up_blocks)
 
     @property
     def down_layers(self) -> list[list[MotionLayer]]:

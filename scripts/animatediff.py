@@ -75,7 +75,11 @@ def setup_logging(level: str | None) -> None:
 
 setup_logging(getattr(shared.cmd_opts, "animatediff_loglevel", None))
 
-COMPAT_SHIMS = ("scripts.animatediff_i2ibatch",)  # sd-webui-controlnet imports these at run time
+COMPAT_SHIMS = (
+    "scripts.animatediff_i2ibatch",
+    "scripts.animatediff_mm",
+    "scripts.animatediff_utils",
+)  # sd-webui-controlnet imports these at run time
 
 
 def load_compat_shims() -> None:
