@@ -282,3 +282,38 @@ def test_hints_are_put_back_after_a_failing_window() -> None:
         assert param.hint_cond.view(-1).tolist() == [1.0, 2.0, 5.0, 6.0]
         raise RuntimeError("window failed")
     assert param.hint_cond is full
+
+
+def test_ip_adapter_embeddings_and_lllite_images_follow_the_window_where_controlnet_keeps_them() -> None:
+    from typing import NamedTuple
+
+    class ImageEmbed(NamedTuple):  # sd-webui-controlnet scripts/ipadapter/ipadapter_model.py
+        cond_emb: torch.Tensor
+        uncond_emb: torch.Tensor
+
+    class LLLiteModule:
+        def __init__(self) -> None:
+            self.cond_image = torch.arange(4.0).view(4, 1)
+
+        def set_cond_image(self, image: torch.Tensor) -> None:
+            self.cond_image = image
+
+    class Model:
+        def __init__(self) -> None:
+            self.image_emb = ImageEmbed(torch.arange(8.0).view(8, 1, 1), torch.zeros(1, 1, 1))
+            self.modules = {"lllite": LLLiteModule()}
+
+    class Param:
+        def __init__(self) -> None:
+            self.control_model = Model()
+            self.hint_cond = None
+
+    param = Param()
+    embedding, lllite = param.control_model.image_emb, param.control_model.modules["lllite"]
+    full_image = lllite.cond_image
+    with ControlHints([param], num_frames=4).window(torch.tensor([2, 3, 6, 7]), torch.device("cpu")):
+        assert param.control_model.image_emb.cond_emb.view(-1).tolist() == [2.0, 3.0, 6.0, 7.0]
+        assert param.control_model.image_emb.uncond_emb is embedding.uncond_emb
+        assert lllite.cond_image.view(-1).tolist() == [2.0, 3.0, 2.0, 3.0]
+    assert param.control_model.image_emb is not embedding and param.control_model.image_emb == embedding
+    assert lllite.cond_image is full_image

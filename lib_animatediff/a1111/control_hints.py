@@ -6,7 +6,10 @@ cond/uncond) in ``latest_network.control_params[i].hint_cond`` (``hr_hint_cond``
 pass), and its UNet hook needs exactly one hint row per image of the call. Around each window
 call :class:`ControlHints` puts the call's rows of every per-frame hint on the UNet's device and
 the full CPU tensors back afterwards (also when the call raised); one-row hints (a single control
-image for all frames) are left as they are.
+image for all frames) are left as they are. Per-frame IP-Adapter image embeddings (keyframe
+"IP-Adapter prompt travel") and ControlLLLite condition images are sliced the same way, where
+ControlNet keeps them. (The original re-sliced the IP-Adapter embedding from the first window's
+slice, so later windows reused the first window's frames; here every window takes its own rows.)
 
 Row mapping: a call holds ``G`` groups of the video's ``N`` frames, group-major, and picks batch
 rows ``rows``; row ``r`` is frame ``r % N`` of group ``r // N`` and takes hint row
@@ -15,15 +18,14 @@ rows ``rows``; row ``r`` is frame ``r % N`` of group ``r // N`` and takes hint r
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
 
 HINT_ATTRIBUTES = ("hint_cond", "hr_hint_cond")
-logger = logging.getLogger(__name__)
 
 
 def controlnet_params(p: Any) -> list[Any]:
@@ -46,8 +48,38 @@ def hint_rows(rows: torch.Tensor, num_frames: int, hint_length: int) -> torch.Te
     return (rows // num_frames) % copies * num_frames + rows % num_frames
 
 
+Slot = tuple[torch.Tensor, Callable[[torch.Tensor], None], bool]  # tensor, put-back, move to device
+
+
+def per_frame_tensors(param: Any) -> list[Slot]:
+    """The tensors of one control param that may hold a row per frame, each with the function
+    that puts a tensor in its place and whether ControlNet wants it on the UNet's device: the
+    hints (moved), an IP-Adapter's image embedding and ControlLLLite's condition images (both
+    stay where ControlNet keeps them)."""
+    slots: list[Slot] = []
+    for name in HINT_ATTRIBUTES:
+        value = getattr(param, name, None)
+        if isinstance(value, torch.Tensor) and value.ndim:
+            slots.append((value, partial(setattr, param, name), True))
+    model = getattr(param, "control_model", None)
+    embed = getattr(model, "image_emb", None)
+    if isinstance(getattr(embed, "cond_emb", None), torch.Tensor) and hasattr(embed, "_replace"):
+
+        def put_embedding(tensor: torch.Tensor, model: Any = model) -> None:
+            model.image_emb = model.image_emb._replace(cond_emb=tensor)
+
+        slots.append((embed.cond_emb, put_embedding, False))
+    lllite_modules = getattr(model, "modules", None)
+    if isinstance(lllite_modules, dict):
+        for module in lllite_modules.values():
+            image = getattr(module, "cond_image", None)
+            if isinstance(image, torch.Tensor) and hasattr(module, "set_cond_image"):
+                slots.append((image, module.set_cond_image, False))
+    return slots
+
+
 class ControlHints:
-    """Slices the per-frame hints of ControlNet's control params for one window call at a time."""
+    """Slices the per-frame tensors of ControlNet's control params for one window call at a time."""
 
     def __init__(self, control_params: list[Any], num_frames: int) -> None:
         self.control_params = control_params
@@ -60,20 +92,18 @@ class ControlHints:
 
     @contextmanager
     def window(self, rows: torch.Tensor, device: torch.device) -> Iterator[None]:
-        """Inside the block every per-frame hint holds the rows of batch ``rows``, on ``device``."""
-        replaced: list[tuple[Any, str, torch.Tensor]] = []
+        """Inside the block every per-frame tensor holds the rows of batch ``rows`` (hints on ``device``)."""
+        slots = [slot for param in self.control_params for slot in per_frame_tensors(param)]
+        replaced: list[tuple[torch.Tensor, Callable[[torch.Tensor], None]]] = []
         try:
-            for param in self.control_params:
-                for name in HINT_ATTRIBUTES:
-                    full = getattr(param, name, None)
-                    if not isinstance(full, torch.Tensor) or not full.ndim:
-                        continue
-                    picked = hint_rows(rows.to(full.device), self.num_frames, full.shape[0])
-                    if picked is None:
-                        continue
-                    replaced.append((param, name, full))
-                    setattr(param, name, full[picked].to(device))
+            for full, put, to_device in slots:
+                picked = hint_rows(rows.to(full.device), self.num_frames, full.shape[0])
+                if picked is None:
+                    continue
+                replaced.append((full, put))
+                window = full[picked]
+                put(window.to(device) if to_device else window)
             yield
         finally:
-            for param, name, full in reversed(replaced):
-                setattr(param, name, full)
+            for full, put in reversed(replaced):
+                put(full)
