@@ -6,13 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib_animatediff.params import AnimateDiffParams
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
+from tests.test_a1111_flow import CONTEXT, video_params
 
 pytestmark = pytest.mark.fakehost
 
-FRAMES = 6
-CONTEXT = 4
 BASE = 64  # 8x8 latents
 HIRES = 16  # latent side after hr_scale 2
 
@@ -20,15 +18,6 @@ HIRES = 16  # latent side after hr_scale 2
 @pytest.fixture
 def ext(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Extension:
     return load_extension(monkeypatch, tmp_path)
-
-
-def video_params(**changes) -> AnimateDiffParams:
-    values = dict(
-        model=MODEL_NAME, enable=True, video_length=FRAMES, batch_size=CONTEXT, overlap=1,
-        closed_loop="N", format=("GIF",), fuse_method="flat",
-    )  # fmt: skip
-    values.update(changes)
-    return AnimateDiffParams(**values)
 
 
 def hires(**changes) -> dict:
