@@ -317,3 +317,24 @@ def test_ip_adapter_embeddings_and_lllite_images_follow_the_window_where_control
         assert lllite.cond_image.view(-1).tolist() == [2.0, 3.0, 2.0, 3.0]
     assert param.control_model.image_emb is not embedding and param.control_model.image_emb == embedding
     assert lllite.cond_image is full_image
+
+
+def test_an_img2img_batch_feeds_its_frames_and_gives_inpaint_units_its_masks(ext, cn, tmp_path) -> None:
+    external = cn.__dict__["external_code"]
+    frames = write_frames(tmp_path / "in", 4)  # 16x16, resized to the 64x64 generation
+    masks = write_frames(tmp_path / "masks", 4)
+    inpaint, plain = external.ControlNetUnit(module="inpaint_only"), external.ControlNetUnit()
+    p = ext.processing(
+        params(video_length=0), img2img=True, is_api=True, denoising_strength=0.7, width=64, height=64
+    )
+    script = cn.Script()
+    fake_controlnet.attach(p, script, [inpaint, plain])
+    try:
+        ext.host.img2img.process_batch(p, str(frames), "", str(masks), p.script_args)
+    finally:
+        p.close()
+    fed_inpaint, fed_plain = p.script_args[-2:]
+    assert fed_inpaint.batch_images == f"{frames}\nmask:{masks}"
+    assert fed_inpaint.batch_mask_dir == str(masks)  # ControlNet read the mask line
+    assert fed_plain.batch_images == str(frames)
+    assert [param.hint_cond.shape[0] for param in script.hooks[0].control_params] == [8, 8]

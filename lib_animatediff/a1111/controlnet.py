@@ -87,6 +87,7 @@ class FeedPlan:
     source_frames: video_source.SourceFrames | None
     video_path: str
     mask_path: str
+    inpaint_masks: str | None = None  # the img2img batch's mask folder, for inpaint units it feeds
     temp_folder: Path | None = field(default=None, init=False)
 
     def fit(self, params: AnimateDiffParams, *, automatic_length: bool) -> AnimateDiffParams:
@@ -124,6 +125,8 @@ class FeedPlan:
             unit = plan.unit
             if plan.feed_video:
                 unit.batch_images = folder
+                if self.inpaint_masks and "inpaint" in str(getattr(unit, "module", "")):
+                    unit.batch_images += f"\nmask:{self.inpaint_masks}"
                 logger.info("ControlNet unit %d gets AnimateDiff's %s frames.", plan.index, folder)
             if plan.feed_video or plan.own_folder is not None:
                 _set_batch_mode(unit)
@@ -225,9 +228,15 @@ def _plan_unit(index: int, unit: Any, roots: list[Path] | None, video_frames: in
 
 
 def plan_feed(
-    p: Any, params: AnimateDiffParams, *, roots: list[Path] | None, backend: str = "ffmpeg"
+    p: Any,
+    params: AnimateDiffParams,
+    *,
+    roots: list[Path] | None,
+    backend: str = "ffmpeg",
+    inpaint_masks: str | None = None,
 ) -> FeedPlan | None:
     """Read ``p``'s ControlNet units and AnimateDiff's video and check them; changes nothing.
+    ``inpaint_masks``: an img2img batch's mask folder, given to the inpaint units it feeds.
 
     None without ControlNet or without enabled units. ``ParamsError`` names the field for a unit
     that needs frames when there is no video, or an unusable folder or video.
@@ -255,4 +264,4 @@ def plan_feed(
     plans = [plan for index, unit in enabled if (plan := _plan_unit(index, unit, roots, video_frames))]
     if not plans:
         return None
-    return FeedPlan(script, units, plans, source_frames, params.video_path, params.mask_path)
+    return FeedPlan(script, units, plans, source_frames, params.video_path, params.mask_path, inpaint_masks)

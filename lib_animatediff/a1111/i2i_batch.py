@@ -41,10 +41,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchFrames:
-    """The frames of an img2img batch: how many, and the input folder (None for uploaded files)."""
+    """The frames of an img2img batch: how many, the input folder (None for uploaded files) and the
+    inpaint mask folder (None without masks)."""
 
     count: int
     folder: str | None
+    mask_folder: str | None = None
 
 
 def batch_of(p: Any) -> BatchFrames | None:
@@ -249,7 +251,8 @@ def animatediff_i2i_batch(
     elif masks:
         p.image_mask = masks
         p.init = init_per_frame_masks(p, p.init)
-    setattr(p, BATCH_ATTRIBUTE, BatchFrames(count=len(frames), folder=folder))
+    mask_folder = str(inpaint_mask_dir).strip() if masks else None
+    setattr(p, BATCH_ATTRIBUTE, BatchFrames(count=len(frames), folder=folder, mask_folder=mask_folder))
     logger.info("img2img batch: %d images, %d mask(s) -> %d video(s).", len(frames), len(masks), p.n_iter)
     shared.state.job_count = p.n_iter
     try:

@@ -67,7 +67,11 @@ class AnimateDiffRun:
         backend = settings.get("animatediff_default_frame_extract_method")
         params = source_length.resolve_video_length(params, p, max_frames=max_frames, backend=backend)
         self.controlnet = controlnet.plan_feed(
-            p, params, roots=source_length.allowed_roots(p), backend=backend
+            p,
+            params,
+            roots=source_length.allowed_roots(p),
+            backend=backend,
+            inpaint_masks=self.i2i_batch.mask_folder if self.i2i_batch is not None else None,
         )
         if self.controlnet is not None:
             params = self.controlnet.fit(params, automatic_length=automatic_length)
