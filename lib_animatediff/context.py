@@ -33,8 +33,13 @@ SCHEDULES = ("uniform", "static", "batched")
 
 
 def ordered_halving(step: int) -> float:
-    """The step's 64 bits reversed, read as a fraction of 2**64 (0, .5, .25, .75, .125, ...)."""
-    return int(f"{step:064b}"[::-1], 2) / (1 << 64)
+    """The step's 64 bits reversed, read as a fraction of 2**64 (0, .5, .25, .75, .125, ...).
+
+    Only the top 53 bits of the fraction are kept, so it is exact and below 1 (rounding the full
+    64 bits could give 1.0 for steps of 2**53 and more, and then a frame went uncovered); for every
+    smaller step this is the original's value."""
+    reversed_bits = int(f"{step & ((1 << 64) - 1):064b}"[::-1], 2)
+    return (reversed_bits >> 11) / (1 << 53)
 
 
 def resolve_overlap(overlap: int, context_size: int) -> int:

@@ -18,6 +18,12 @@ def test_ordered_halving_is_the_bit_reversed_fraction():
     assert [ordered_halving(s) for s in range(9)] == [0, 0.5, 0.25, 0.75, 0.125, 0.625, 0.375, 0.875, 0.0625]
 
 
+def test_ordered_halving_stays_below_one_so_huge_steps_still_cover_every_frame():
+    step = (1 << 54) - 1  # its reversed bits as a float64 of the full 64 bits would round up to 1.0
+    assert ordered_halving(step) == 1 - 2**-53
+    assert {f for window in windows(step, 2, 1, 1, 0, "R-P") for f in window} == {0, 1}
+
+
 # Reference (original-extension.md §6.2 / algorithms-and-formats.md §2.1): N=32, L=16, o=4, stride 1.
 HAND_WORKED_R_P = {
     0: [span(0, 15), span(12, 27), span(24, 31) + span(0, 7)],
