@@ -38,9 +38,6 @@ class AnimateDiffArgs:
     video_length: int
     batch_size: int
     closed_loop: str
-    fps: int
-    video_path: str
-    mask_path: str
     prompt_scheduler: PromptScheduler
     is_i2i_batch: bool = False
 
@@ -54,9 +51,6 @@ class AnimateDiffArgs:
             video_length=params.video_length,
             batch_size=params.batch_size,
             closed_loop=params.closed_loop,
-            fps=params.fps,
-            video_path=params.video_path,
-            mask_path=params.mask_path,
             prompt_scheduler=PromptScheduler(keyframes),
         )
 

@@ -2,8 +2,9 @@
 
 Before A1111 runs ControlNet's ``process`` (which reads the units from ``p.script_args``), every
 enabled unit without an input of its own becomes a batch unit over the video's frames: the
-``video_path`` folder, or the ``video_source`` video decoded into a temporary folder under
-A1111's data folder that is deleted when the generation is closed. Batch units get ``mask_path``
+``video_path`` folder, or the ``video_source`` video (its first ``video_length`` frames) decoded
+into a temporary folder under A1111's data folder that is deleted when the generation is closed.
+Batch units get ``mask_path``
 as their mask folder when they have none and are flagged ``animatediff_batch``, which makes
 ControlNet build one hint row per frame and keep them on the CPU (the window hook slices them,
 :mod:`lib_animatediff.a1111.control_hints`).
@@ -52,8 +53,7 @@ def _mode(unit: Any) -> str:
 
 
 def _set_batch_mode(unit: Any) -> None:
-    mode = unit.input_mode
-    unit.input_mode = type(mode).BATCH if hasattr(type(mode), "BATCH") else "BATCH"
+    unit.input_mode = type(unit.input_mode).BATCH
 
 
 @dataclass
@@ -257,7 +257,9 @@ def plan_feed(
             raise ParamsError("video_path", params.video_path, str(error)) from None
     elif needs_video and params.video_source:
         try:
-            source_frames = video_source.read_video(params.video_source, roots=roots, backend=backend)
+            source_frames = video_source.read_video(
+                params.video_source, max_frames=params.video_length, roots=roots, backend=backend
+            )
         except video_source.VideoSourceError as error:
             raise ParamsError("video_source", params.video_source, str(error)) from None
         video_frames = source_frames.count

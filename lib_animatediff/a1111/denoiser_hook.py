@@ -15,6 +15,7 @@ rotates the windows) and swaps in the per-frame prompt-travel conditioning.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -119,9 +120,8 @@ class FrameWindowHook:
             rows = rows.to(x.device)
             picked = [take_rows(value, rows, total) for value in (t, cond, *args)]
             options = {key: take_rows(value, rows, total) for key, value in kwargs.items()}
-            if self.control_hints is None:
-                return self._original(x[rows], *picked, **options)
-            with self.control_hints.window(rows, x.device):
+            hints = self.control_hints.window(rows, x.device) if self.control_hints else nullcontext()
+            with hints:
                 return self._original(x[rows], *picked, **options)
 
         return windows.denoise_windows(
