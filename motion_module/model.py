@@ -24,6 +24,7 @@ from motion_module.variants import VARIANTS, BetaSchedule
 HEADS = 8
 GROUPS = 32
 GROUPNORM_EPS = 1e-6
+SDPA_MAX_BATCH = 65535  # sequences per attention call (CUDA grid limit); read at call time
 
 
 def sinusoid_table(length: int, channels: int) -> Tensor:
@@ -54,6 +55,27 @@ class PositionalEncoding(nn.Module):
         return self.pe.shape[1]
 
 
+def chunked_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """``scaled_dot_product_attention`` over ``(B, heads, F, head_dim)``, at most
+    ``SDPA_MAX_BATCH`` sequences per call.
+
+    CUDA's attention kernels put the batch on a grid axis limited to 65,535 blocks, and temporal
+    attention's batch is groups x pixels (8,192 at 512² with cond/uncond, 65,536 at 1024² with two
+    windows per call): past the limit they fail with "invalid configuration argument". Each
+    sequence is independent, so the chunks give the same result as one call.
+    """
+    batch = query.shape[0]
+    limit = SDPA_MAX_BATCH
+    if batch <= limit:
+        return F.scaled_dot_product_attention(query, key, value)
+    heads, frames, head_dim = query.shape[1], query.shape[2], value.shape[3]
+    out = query.new_empty(batch, frames, heads, head_dim)
+    for start in range(0, batch, limit):
+        part = slice(start, start + limit)
+        out[part] = F.scaled_dot_product_attention(query[part], key[part], value[part]).transpose(1, 2)
+    return out.transpose(1, 2)
+
+
 class GEGLU(nn.Module):
     """``proj`` to twice the hidden width, then value * gelu(gate)."""
 
@@ -63,7 +85,7 @@ class GEGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
-        return value * F.gelu(gate)
+        return F.gelu(gate).mul_(value)
 
 
 class FeedForward(nn.Module):
@@ -94,20 +116,22 @@ class TemporalAttention(nn.Module):
         self.pos_encoder = PositionalEncoding(channels, pe_length, persistent=persistent_pe)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``(G, F, P, C)`` (P pixels); returns the same shape (without the residual)."""
-        groups, frames, pixels, channels = x.shape
-        x = x + self.pos_encoder.pe[0, :frames].to(x).unsqueeze(1)
+        """``x``: ``(B, F, C)``, ``B`` sequences of ``F`` frames; returns the same shape (no residual).
+
+        The heads are strided views of the projections (no copies); the attention output comes back
+        in ``(B, F, heads, head_dim)`` order, so merging the heads is a view as well.
+        """
+        batch, frames, channels = x.shape
+        x = x + self.pos_encoder.pe[0, :frames].to(x)
         head_dim = channels // self.heads
 
         def split_heads(t: Tensor) -> Tensor:
-            t = t.view(groups, frames, pixels, self.heads, head_dim).permute(0, 2, 3, 1, 4)
-            return t.reshape(groups * pixels, self.heads, frames, head_dim)
+            return t.view(batch, frames, self.heads, head_dim).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(
+        out = chunked_attention(
             split_heads(self.to_q(x)), split_heads(self.to_k(x)), split_heads(self.to_v(x))
         )
-        out = out.view(groups, pixels, self.heads, frames, head_dim).permute(0, 3, 1, 2, 4)
-        return self.to_out(out.reshape(groups, frames, pixels, channels))
+        return self.to_out(out.transpose(1, 2).reshape(batch, frames, channels))
 
 
 class TemporalTransformerBlock(nn.Module):
@@ -126,10 +150,10 @@ class TemporalTransformerBlock(nn.Module):
         self.ff_norm = nn.LayerNorm(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``(G, F, P, C)``."""
+        """``x``: ``(B, F, C)``; the residuals are added in place to the fresh sub-layer outputs."""
         for attention, norm in zip(self.attention_blocks, self.norms, strict=True):
-            x = attention(norm(x)) + x
-        return self.ff(self.ff_norm(x)) + x
+            x = attention(norm(x)).add_(x)
+        return self.ff(self.ff_norm(x)).add_(x)
 
 
 class TemporalTransformer(nn.Module):
@@ -176,13 +200,15 @@ class TemporalTransformer(nn.Module):
             raise MotionModuleError(
                 f"num_frames={num_frames} is longer than the motion module's positional encoding ({self.pe_length})"
             )
-        h = self.norm(x).to(x.dtype)
-        h = h.view(batch // num_frames, num_frames, channels, height * width).transpose(2, 3)
-        h = self.proj_in(h)
+        groups, pixels = batch // num_frames, height * width
+        # Tokens pixel-major, (G, P, F, C): every pixel's frames are one contiguous sequence. The
+        # only layout copies are proj_in's read of the normed input and the residual add's read back.
+        h = self.norm(x).to(x.dtype).view(groups, num_frames, channels, pixels).permute(0, 3, 1, 2)
+        h = self.proj_in(h).reshape(groups * pixels, num_frames, channels)
         for block in self.transformer_blocks:
             h = block(h)
-        h = self.proj_out(h)
-        return x + h.transpose(2, 3).reshape(batch, channels, height, width)
+        h = self.proj_out(h).reshape(groups, pixels, num_frames, channels).permute(0, 2, 3, 1)
+        return (x.reshape(groups, num_frames, channels, pixels) + h).view(batch, channels, height, width)
 
 
 class MotionLayer(nn.Module):

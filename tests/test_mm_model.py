@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from motion_module import MotionModuleError, TemporalTransformer
+from motion_module import model as mm_model
 from motion_module.model import MotionModule, sinusoid_table
 from tests.fixtures.mm_checkpoints import layer_tensors, random_tensor, sinusoid
 
@@ -86,6 +87,32 @@ def test_float32_layer_close_to_float64_reference() -> None:
     x = torch.randn(16, 32, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     expected = reference_layer(x, 8, weights)
     assert torch.allclose(layer(x.float(), 8).double(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 29, 30])
+def test_attention_batch_chunked_below_the_limit(limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """groups x pixels = 2 x 15 = 30 sequences: each limit below 30 splits the attention calls
+    (the last chunk partial for 7 and 29; 30 is one call) and gives the unchunked and float64 results."""
+    weights = random_layer_weights(32, 8, seed=11)
+    layer = TemporalTransformer(32, pe_length=8).double()
+    layer.load_state_dict(weights)
+    x = torch.randn(2 * 6, 32, 3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    whole = layer(x, 6)
+    batches: list[int] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def counting_sdpa(query: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        batches.append(query.shape[0])
+        return sdpa(query, *args)
+
+    monkeypatch.setattr(mm_model, "SDPA_MAX_BATCH", limit)
+    monkeypatch.setattr(mm_model.F, "scaled_dot_product_attention", counting_sdpa)
+    chunked = layer(x, 6)
+    calls_per_attention = -(-30 // limit)
+    assert batches == ([limit] * (30 // limit) + ([30 % limit] if 30 % limit else [])) * 2
+    assert len(batches) == 2 * calls_per_attention  # two attention blocks
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
+    torch.testing.assert_close(chunked, reference_layer(x, 6, weights), rtol=1e-10, atol=1e-10)
 
 
 def test_groups_do_not_see_each_other() -> None:
