@@ -1,9 +1,11 @@
 """Saving a finished clip: output names as the original builds them, and all-or-nothing writes.
 
 ``output_stem`` gives ``<outdir>/AnimateDiff/<YYYY-MM-DD>/<seq:05>-<seed>[-<request_id>]``; ``save``
-writes each requested format next to that stem. Every file (and the PNG frame folder) is first
-written under a hidden temporary name in the same folder; only when every format has been written
-are they renamed into place, so a failure at any point leaves none of them behind.
+writes each requested format next to that stem; ``open_outputs`` does the same for frames that
+arrive one by one (all formats are fed each frame as it comes, nothing keeps the clip). Every file
+(and the PNG frame folder) is first written under a hidden temporary name in the same folder; only
+when every format has been written are they renamed into place, so a failure at any point leaves
+none of them behind.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -24,18 +28,21 @@ from PIL import Image
 from lib_animatediff import writers
 from lib_animatediff.writers import OutputOptions
 
-__all__ = ["FORMATS", "VIDEO_FORMATS", "OutputOptions", "as_rgb_frames", "output_stem", "save"]
+__all__ = [
+    "FORMATS",
+    "VIDEO_FORMATS",
+    "OutputOptions",
+    "as_rgb_frames",
+    "open_outputs",
+    "output_stem",
+    "save",
+]
 
 Writer = Callable[..., None]
 
-# Canonical names and their file suffixes, in the order the original returns videos; "" = a folder.
+# Canonical names, file suffixes ("" = a folder) and whole-clip writers, in the original's order.
 _WRITERS: dict[str, tuple[str, Writer]] = {
-    "GIF": (".gif", writers.write_gif),
-    "MP4": (".mp4", writers.write_mp4),
-    "WEBP": (".webp", writers.write_webp),
-    "WEBM": (".webm", writers.write_webm),
-    "PNG": ("", writers.write_png_frames),
-    "TXT": (".txt", writers.write_txt),
+    name: (suffix, writer.write_all) for name, (suffix, writer) in writers.WRITERS.items()
 }
 FORMATS = (*_WRITERS, "Frame")
 VIDEO_FORMATS = ("GIF", "MP4", "WEBP", "WEBM")
@@ -91,22 +98,23 @@ def as_rgb_frames(frames: Sequence[Any]) -> list[np.ndarray]:
         raise ValueError(f"frames: expected a list of images, got {type(frames).__name__}")
     if not frames:
         raise ValueError("frames: the list is empty")
-    arrays = []
+    arrays: list[np.ndarray] = []
     for index, frame in enumerate(frames):
-        if isinstance(frame, Image.Image):
-            frame = np.asarray(frame.convert("RGB"))
-        if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3):
-            raise ValueError(
-                f"frames[{index}]: expected a PIL image or a uint8 HxWx3 array, got {frame!r:.80}"
-            )
-        if frame.shape[2] != 3 or 0 in frame.shape:
-            raise ValueError(f"frames[{index}]: expected shape HxWx3, got {frame.shape}")
-        if arrays and frame.shape != arrays[0].shape:
-            raise ValueError(
-                f"frames[{index}]: size {frame.shape[:2]} differs from frames[0] {arrays[0].shape[:2]}"
-            )
-        arrays.append(frame)
+        arrays.append(rgb_frame(frame, index, arrays[0].shape if arrays else None))
     return arrays
+
+
+def rgb_frame(frame: Any, index: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Frame ``index`` (a PIL image or a uint8 HxWx3 array) as a uint8 HxWx3 array of ``shape``."""
+    if isinstance(frame, Image.Image):
+        frame = np.asarray(frame.convert("RGB"))
+    if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3):
+        raise ValueError(f"frames[{index}]: expected a PIL image or a uint8 HxWx3 array, got {frame!r:.80}")
+    if frame.shape[2] != 3 or 0 in frame.shape:
+        raise ValueError(f"frames[{index}]: expected shape HxWx3, got {frame.shape}")
+    if shape is not None and frame.shape != shape:
+        raise ValueError(f"frames[{index}]: size {frame.shape[:2]} differs from frames[0] {shape[:2]}")
+    return frame
 
 
 def _canonical_formats(formats: Sequence[str]) -> list[str]:
@@ -161,6 +169,43 @@ def _commit(staged: list[tuple[Path, Path]]) -> None:
         raise
 
 
+def _targets(
+    stem: str | os.PathLike[str],
+    formats: Sequence[str],
+    fps: float,
+    loop_number: int,
+    infotext: str,
+) -> dict[str, tuple[Path, Path]]:
+    """Checks the arguments (``ValueError``) and that no target exists (``FileExistsError``);
+    returns per format its hidden temporary name and its final path. Creates the stem's folder."""
+    chosen = _canonical_formats(formats)
+    _check_fps_loop(fps, loop_number)
+    if not isinstance(infotext, str):
+        raise ValueError(f"infotext: expected a string, got {infotext!r:.80}")
+    stem = Path(stem)
+    if not stem.name or stem.name in (".", ".."):
+        raise ValueError(f"stem: expected a path with a file name, got {str(stem)!r}")
+    finals = {fmt: target_path(stem, fmt) for fmt in chosen}
+    for path in finals.values():
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} already exists; not overwritten")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    return {
+        fmt: (final.with_name(f".{stem.name}.{token}.tmp{_WRITERS[fmt][0]}"), final)
+        for fmt, final in finals.items()
+    }
+
+
+@contextmanager
+def _noted(final: Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as error:
+        error.add_note(f"while writing {final}")
+        raise
+
+
 def save(
     frames: Sequence[Any],
     stem: str | os.PathLike[str],
@@ -181,34 +226,110 @@ def save(
     is never overwritten (``FileExistsError``). Bad arguments raise ``ValueError`` before any work.
     """
     arrays = as_rgb_frames(frames)
-    chosen = _canonical_formats(formats)
-    _check_fps_loop(fps, loop_number)
-    if not isinstance(infotext, str):
-        raise ValueError(f"infotext: expected a string, got {infotext!r:.80}")
-    options = options or OutputOptions()
-    stem = Path(stem)
-    if not stem.name or stem.name in (".", ".."):
-        raise ValueError(f"stem: expected a path with a file name, got {str(stem)!r}")
-    targets = {fmt: target_path(stem, fmt) for fmt in chosen}
-    for path in targets.values():
-        if os.path.lexists(path):
-            raise FileExistsError(f"{path} already exists; not overwritten")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(4)
-    staged: list[tuple[Path, Path]] = []
+    targets = _targets(stem, formats, fps, loop_number, infotext)
+    settings = {
+        "fps": fps,
+        "loop_number": loop_number,
+        "infotext": infotext,
+        "options": options or OutputOptions(),
+    }
+    staged = list(targets.values())
     try:
-        for fmt, final in targets.items():
-            temporary = final.with_name(f".{stem.name}.{token}.tmp{_WRITERS[fmt][0]}")
-            staged.append((temporary, final))
-            try:
-                _WRITERS[fmt][1](
-                    arrays, temporary, fps=fps, loop_number=loop_number, infotext=infotext, options=options
-                )
-            except BaseException as error:
-                error.add_note(f"while writing {final}")
-                raise
+        for fmt, (temporary, final) in targets.items():
+            with _noted(final):
+                _WRITERS[fmt][1](arrays, temporary, **settings)
         _commit(staged)
     finally:
         for temporary, _ in staged:
             _remove(temporary)
-    return list(targets.values())
+    return [final for _, final in staged]
+
+
+class StreamingOutputs:
+    """The outputs of ``open_outputs``: ``append(frame)`` feeds every format, ``close()`` finishes
+    and renames them into place (returns the paths, also kept as ``paths``), ``abort()`` removes
+    everything written. As a context manager it closes on a normal exit and aborts when the block
+    raises.
+    """
+
+    def __init__(self, targets: dict[str, tuple[Path, Path]], settings: dict[str, Any]) -> None:
+        self.staged = list(targets.values())
+        self.writers: list[tuple[Path, writers.FrameWriter]] = []
+        self.count = 0
+        self.shape: tuple[int, ...] | None = None
+        self.paths: list[Path] = []  # set by a successful close
+        try:
+            for fmt, (temporary, final) in targets.items():
+                with _noted(final):
+                    self.writers.append((final, writers.WRITERS[fmt][1](temporary, **settings)))
+        except BaseException:
+            self.abort()
+            raise
+
+    def append(self, frame: Any) -> None:
+        """Check frame number ``count`` (as ``save`` checks its frames) and write it to every format."""
+        array = rgb_frame(frame, self.count, self.shape)
+        self.shape = array.shape
+        for final, writer in self.writers:
+            with _noted(final):
+                writer.append(array)
+        self.count += 1
+
+    def extend(self, frames: Iterable[Any]) -> None:
+        """``append`` each of ``frames``."""
+        for frame in frames:
+            self.append(frame)
+
+    def close(self) -> list[Path]:
+        try:
+            if not self.count:
+                raise ValueError("frames: no frame was written")
+            for final, writer in self.writers:
+                with _noted(final):
+                    writer.close()
+            _commit(self.staged)
+        except BaseException:
+            self.abort()
+            raise
+        self.paths = [final for _, final in self.staged]
+        return self.paths
+
+    def abort(self) -> None:
+        for _, writer in self.writers:
+            writer.abort()
+        for temporary, _ in self.staged:
+            _remove(temporary)
+
+    def __enter__(self) -> StreamingOutputs:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_outputs(
+    stem: str | os.PathLike[str],
+    formats: Sequence[str],
+    *,
+    fps: float,
+    loop_number: int = 0,
+    infotext: str = "",
+    options: OutputOptions | None = None,
+) -> StreamingOutputs:
+    """``save`` for frames that come one at a time: the same arguments (less ``frames``), checks
+    before anything is written, temporary names and all-or-nothing renaming. Each frame is checked
+    as ``save`` checks its frames when it is appended; at least one is needed. Use as
+    ``with open_outputs(...) as out: out.append(frame)``, then ``out.paths``."""
+    targets = _targets(stem, formats, fps, loop_number, infotext)
+    settings = {
+        "fps": fps,
+        "loop_number": loop_number,
+        "infotext": infotext,
+        "options": options or OutputOptions(),
+    }
+    return StreamingOutputs(targets, settings)

@@ -1,22 +1,33 @@
-"""Encoders for each output format: frames (uint8 HxWx3 arrays) in, one file or folder out.
+"""Writers for each output format: frames (uint8 HxWx3 arrays) in, one file or folder out.
 
-Every writer writes to the path it is given (a temporary name chosen by ``output.save``) and nothing
-else. The timing, loop and metadata rules the writers share are documented on each function.
+Every writer streams: ``append(frame)`` encodes (or pipes) the frame at once and ``close()``
+finishes the file, so a clip is never held by a writer (GIF keeps the previous frame, a streamed
+global GIF palette the first 16). ``abort()`` stops without finishing. Each writer writes to the
+path it is given (a temporary name chosen by ``output``) and nothing else. ``write_<format>(frames,
+path, ...)`` writes a whole clip (any iterable of frames) with the same writer. The timing, loop
+and metadata rules are documented on each class.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, PngImagePlugin
+
+from lib_animatediff.gif_writer import GifEncoder, fit_palette
+from lib_animatediff.webp_writer import WebpEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +44,10 @@ X264_PRESETS = (
     "placebo",
 )
 X264_TUNES = ("film", "animation", "grain", "stillimage", "fastdecode", "zerolatency", "psnr", "ssim")
+DEFAULT_X264_PRESET = "veryfast"  # what mp4_preset "" means: CRF keeps the quality, files grow ~20 %
+WEBP_METHOD = 0  # libwebp effort 0 (fastest) - 6; Pillow's default for animations
 GIFSICLE_TIMEOUT_S = 300
+MIN_GIF_DELAY_MS = 20
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
 _UNICODE_PREFIX = b"UNICODE\x00"
@@ -46,7 +60,7 @@ class OutputOptions:
     ``gif_palette``: one global palette computed over all frames (the original's "optimize GIF
     palette"); ``gif_dither``: Floyd-Steinberg dithering when mapping to that palette;
     ``gif_gifsicle``: run ``gifsicle -O3`` afterwards when the binary exists. ``mp4_crf`` 0-51,
-    ``mp4_preset`` / ``mp4_tune``: "" or an x264 name. ``webm_crf`` 0-63 (VP9, ours).
+    ``mp4_preset``: "" (= ``DEFAULT_X264_PRESET``) or an x264 name; ``mp4_tune``: "" or an x264 name. ``webm_crf`` 0-63 (VP9, ours).
     ``webp_quality`` 0-100, ``webp_lossless``.
     """
 
@@ -71,12 +85,13 @@ class OutputOptions:
                 raise ValueError(f"{name}: expected '' or one of {', '.join(allowed)}, got {value!r}")
 
 
-def frame_durations_ms(count: int, fps: float, tick_ms: int) -> list[int]:
-    """Per-frame durations in whole ``tick_ms`` units whose running sum stays within half a tick of
-    ``i * 1000 / fps`` (so 8 fps in a GIF's 10 ms ticks alternates 130/120 ms instead of drifting)."""
+def frame_duration_ms(index: int, fps: float, tick_ms: int) -> int:
+    """Duration of frame ``index`` in whole ``tick_ms`` units, chosen so the running sum stays within
+    half a tick of ``i * 1000 / fps`` (8 fps in a GIF's 10 ms ticks alternates 130/120 ms instead of
+    drifting)."""
     ticks_per_frame = 1000.0 / (fps * tick_ms)
-    edges = [math.floor(i * ticks_per_frame + 0.5) for i in range(count + 1)]
-    return [(edges[i + 1] - edges[i]) * tick_ms for i in range(count)]
+    edges = [math.floor(i * ticks_per_frame + 0.5) for i in (index, index + 1)]
+    return (edges[1] - edges[0]) * tick_ms
 
 
 def _gif_loop(loop_number: int) -> int | None:
@@ -90,57 +105,103 @@ def _gif_loop(loop_number: int) -> int | None:
     return loop_number - 1 if loop_number > 1 else None
 
 
-def _global_palette(frames: Sequence[np.ndarray], max_pixels: int = 1 << 18) -> Image.Image:
-    """A 256-colour palette (median cut) fitted to pixels sampled evenly from all frames."""
-    height, width = frames[0].shape[:2]
-    step = max(1, math.ceil(math.sqrt(len(frames) * height * width / max_pixels)))
-    mosaic = np.concatenate([frame[::step, ::step] for frame in frames], axis=0)
-    return Image.fromarray(mosaic).quantize(256, method=Image.Quantize.MEDIANCUT)
+class FrameWriter:
+    """One output being written: ``append(frame)`` per frame, then ``close()`` (or ``abort()``)."""
+
+    def __init__(
+        self, path: Path, *, fps: float, loop_number: int, infotext: str, options: OutputOptions
+    ) -> None:
+        self.path = path
+        self.fps = fps
+        self.loop_number = loop_number
+        self.infotext = infotext
+        self.options = options
+        self.count = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        """Write one uint8 ``H x W x 3`` frame (every frame the size of the first)."""
+        self._write(frame)
+        self.count += 1
+
+    def close(self) -> None:
+        """Finish the output."""
+
+    def abort(self) -> None:
+        """Stop without finishing (the caller removes what was written)."""
+
+    def _write(self, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def prepare(self, frames: Iterable[np.ndarray]) -> None:
+        """Called by ``write_all`` with the whole clip before the first frame (no-op by default)."""
+
+    @classmethod
+    def write_all(cls, frames: Iterable[np.ndarray], path: Path, **settings: Any) -> None:
+        """Write a whole clip with one writer (``settings``: the constructor's keywords)."""
+        writer = cls(path, **settings)
+        try:
+            writer.prepare(frames)
+            for frame in frames:
+                writer.append(frame)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
 
 
-def _gif_images(frames: Sequence[np.ndarray], options: OutputOptions) -> Iterator[Image.Image]:
-    if options.gif_palette:
-        palette = _global_palette(frames)
-        dither = Image.Dither.FLOYDSTEINBERG if options.gif_dither else Image.Dither.NONE
-        for frame in frames:
-            yield Image.fromarray(frame).quantize(palette=palette, dither=dither)
-    else:
-        for frame in frames:
-            yield Image.fromarray(frame).quantize(256, method=Image.Quantize.FASTOCTREE)
+class _FileWriter(FrameWriter):
+    """A writer of one binary file, opened (exclusively) on creation."""
+
+    def __init__(self, path: Path, **settings: Any) -> None:
+        super().__init__(path, **settings)
+        self.file = open(path, "xb")  # noqa: SIM115 (closed by close/abort)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def abort(self) -> None:
+        self.file.close()
 
 
-def write_gif(
-    frames: Sequence[np.ndarray],
-    path: Path,
-    *,
-    fps: float,
-    loop_number: int,
-    infotext: str,
-    options: OutputOptions,
-) -> None:
-    """GIF via Pillow. Durations in 10 ms ticks (at least 20 ms: browsers slow shorter delays down to
-    100 ms); ``loop_number`` plays (0 = forever); infotext in the comment extension (UTF-8).
-    Without ``gif_palette`` each frame gets its own fast-octree palette. Pillow merges identical
-    consecutive frames into one with the summed duration."""
-    durations = frame_durations_ms(len(frames), fps, 10)
-    if min(durations) < 20:
-        logger.warning("GIF frames cannot be shorter than 20 ms; %.3g fps is written as 50 fps", fps)
-        durations = [max(20, d) for d in durations]
-    images = _gif_images(frames, options)
-    first = next(images)
-    extra: dict[str, object] = {}
-    loop = _gif_loop(loop_number)
-    if loop is not None:
-        extra["loop"] = loop
-    if infotext:
-        extra["comment"] = infotext.encode("utf-8")
-    if options.gif_palette:
-        # Written once as the global colour table (no per-frame tables, no per-frame trimming).
-        extra["palette"] = bytes(first.getpalette() or [])
-        extra["optimize"] = False
-    first.save(path, format="GIF", save_all=True, append_images=images, duration=durations, **extra)
-    if options.gif_gifsicle:
-        _gifsicle(path)
+class GifWriter(_FileWriter):
+    """GIF89a, streamed (:mod:`lib_animatediff.gif_writer`). Durations in 10 ms ticks, at least
+    20 ms (browsers slow shorter delays down to 100 ms); ``loop_number`` plays (0 = forever);
+    infotext in the comment extension (UTF-8). Without ``gif_palette`` each frame gets its own
+    fast-octree palette; with it one median-cut palette is fitted to the whole clip (``write_all``
+    of a sequence) or to its first 16 frames (streamed). Identical consecutive frames are merged
+    into one with the summed duration."""
+
+    def __init__(self, path: Path, **settings: Any) -> None:
+        super().__init__(path, **settings)
+        self.encoder = GifEncoder(
+            self.file,
+            loop=_gif_loop(self.loop_number),
+            comment=self.infotext.encode("utf-8"),
+            global_palette=self.options.gif_palette,
+            dither=self.options.gif_dither,
+        )
+        self.warned = False
+
+    def prepare(self, frames: Iterable[np.ndarray]) -> None:
+        if self.options.gif_palette and isinstance(frames, Sequence) and frames:
+            self.encoder.palette = fit_palette(list(frames))
+
+    def _write(self, frame: np.ndarray) -> None:
+        duration = frame_duration_ms(self.count, self.fps, 10)
+        if duration < MIN_GIF_DELAY_MS and not self.warned:
+            logger.warning("GIF frames cannot be shorter than 20 ms; %.3g fps is written as 50 fps", self.fps)
+            self.warned = True
+        self.encoder.add(frame, max(MIN_GIF_DELAY_MS, duration))
+
+    def close(self) -> None:
+        self.encoder.close()
+        super().close()
+        if self.options.gif_gifsicle:
+            _gifsicle(self.path)
+
+    def abort(self) -> None:
+        self.encoder.abort()
+        super().abort()
 
 
 def _gifsicle(path: Path) -> None:
@@ -178,66 +239,91 @@ def _metadata_args(tags: dict[str, str]) -> list[str]:
     return args
 
 
-def _write_ffmpeg(
-    frames: Sequence[np.ndarray], path: Path, *, fps: float, codec: str, output_params: list[str]
-) -> None:
-    try:
-        import imageio.v2 as imageio
-        import imageio_ffmpeg  # noqa: F401  (the FFMPEG plugin needs it; fail here with its name)
-    except ImportError as error:
-        raise RuntimeError(f"writing {path.suffix} needs imageio and imageio-ffmpeg ({error})") from error
-    writer = imageio.get_writer(
-        path.resolve(),
-        format="FFMPEG",
-        mode="I",
-        fps=fps,
-        codec=codec,
-        pixelformat="yuv420p",
-        quality=None,
-        macro_block_size=1,
-        ffmpeg_log_level="error",
-        output_params=output_params,
-    )
-    with writer:
-        for frame in frames:
-            writer.append_data(_even(frame))
+class _FfmpegWriter(FrameWriter):
+    """Raw RGB frames piped to an ffmpeg process (imageio-ffmpeg's binary), started on the first
+    frame; yuv420p, odd sizes padded by one repeated row/column. ffmpeg's exit status is checked."""
+
+    codec: ClassVar[str]
+
+    def __init__(self, path: Path, **settings: Any) -> None:
+        super().__init__(path, **settings)
+        self.process: subprocess.Popen | None = None
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (ffmpeg's stderr; closed by close/abort)
+
+    def output_params(self) -> list[str]:
+        raise NotImplementedError
+
+    def _start(self, height: int, width: int) -> subprocess.Popen:
+        try:
+            import imageio_ffmpeg
+        except ImportError as error:
+            raise RuntimeError(f"writing {self.path.suffix} needs imageio-ffmpeg ({error})") from error
+        rate = Fraction(self.fps).limit_denominator()
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-n"]
+        command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(rate)]
+        command += ["-i", "pipe:0", "-an", "-c:v", self.codec, "-pix_fmt", "yuv420p", *self.output_params()]
+        command.append(f"file:{self.path.resolve()}")
+        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def _write(self, frame: np.ndarray) -> None:
+        frame = _even(frame)
+        if self.process is None:
+            self.process = self._start(*frame.shape[:2])
+        try:
+            self.process.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+        except OSError as error:  # ffmpeg quit (disk full, bad option): report what it said
+            self._finish()
+            raise RuntimeError(f"ffmpeg stopped while writing {self.path}: {self._stderr()}") from error
+
+    def close(self) -> None:
+        if self.process is not None and self._finish() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {self.path}: {self._stderr()}")
+        self.log.close()
+
+    def abort(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self._finish()
+        self.log.close()
+
+    def _finish(self) -> int:
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        return self.process.wait()
+
+    def _stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace").strip() or f"exit status {self.process.returncode}"
 
 
-def write_mp4(
-    frames: Sequence[np.ndarray],
-    path: Path,
-    *,
-    fps: float,
-    loop_number: int,
-    infotext: str,
-    options: OutputOptions,
-) -> None:
-    """H.264 (libx264, yuv420p; odd sizes padded by one repeated row/column) through imageio's FFMPEG
-    plugin; CRF/preset/tune from the options; infotext in the ``comment`` tag. No loop concept."""
-    params = ["-crf", str(options.mp4_crf)]
-    if options.mp4_preset:
-        params += ["-preset", options.mp4_preset]
-    if options.mp4_tune:
-        params += ["-tune", options.mp4_tune]
-    params += _metadata_args({"comment": infotext})
-    _write_ffmpeg(frames, path, fps=fps, codec="libx264", output_params=params)
+class Mp4Writer(_FfmpegWriter):
+    """H.264 (libx264): CRF from the options, preset ``mp4_preset`` or ``DEFAULT_X264_PRESET``,
+    optional tune; infotext in the ``comment`` tag. No loop concept."""
+
+    codec = "libx264"
+
+    def output_params(self) -> list[str]:
+        params = [
+            "-crf",
+            str(self.options.mp4_crf),
+            "-preset",
+            self.options.mp4_preset or DEFAULT_X264_PRESET,
+        ]
+        if self.options.mp4_tune:
+            params += ["-tune", self.options.mp4_tune]
+        return params + _metadata_args({"comment": self.infotext})
 
 
-def write_webm(
-    frames: Sequence[np.ndarray],
-    path: Path,
-    *,
-    fps: float,
-    loop_number: int,
-    infotext: str,
-    options: OutputOptions,
-) -> None:
-    """VP9 (libvpx-vp9, constant quality ``webm_crf``, realtime speed) through imageio's FFMPEG
-    plugin; infotext in the ``title`` and ``comment`` tags as the original."""
-    params = ["-b:v", "0", "-crf", str(options.webm_crf), "-deadline", "realtime", "-cpu-used", "8"]
-    params += ["-row-mt", "1"]
-    params += _metadata_args({"title": infotext, "comment": infotext})
-    _write_ffmpeg(frames, path, fps=fps, codec="libvpx-vp9", output_params=params)
+class WebmWriter(_FfmpegWriter):
+    """VP9 (libvpx-vp9, constant quality ``webm_crf``, realtime speed); infotext in the ``title``
+    and ``comment`` tags as the original."""
+
+    codec = "libvpx-vp9"
+
+    def output_params(self) -> list[str]:
+        params = ["-b:v", "0", "-crf", str(self.options.webm_crf), "-deadline", "realtime", "-cpu-used", "8"]
+        params += ["-row-mt", "1"]
+        return params + _metadata_args({"title": self.infotext, "comment": self.infotext})
 
 
 def webp_exif(infotext: str) -> bytes:
@@ -255,59 +341,71 @@ def read_webp_infotext(image: Image.Image) -> str:
     return ""
 
 
-def write_webp(
-    frames: Sequence[np.ndarray],
-    path: Path,
-    *,
-    fps: float,
-    loop_number: int,
-    infotext: str,
-    options: OutputOptions,
-) -> None:
-    """Animated WEBP via Pillow: durations in whole ms, ``loop`` = ``loop_number`` (WebP counts plays,
-    0 = forever), quality / lossless from the options, infotext as the EXIF UserComment."""
-    images = [Image.fromarray(frame) for frame in frames]
-    extra: dict[str, object] = {"exif": webp_exif(infotext)} if infotext else {}
-    images[0].save(
-        path,
-        format="WEBP",
-        save_all=True,
-        append_images=images[1:],
-        duration=frame_durations_ms(len(frames), fps, 1),
-        loop=loop_number,
-        quality=options.webp_quality,
-        lossless=options.webp_lossless,
-        **extra,
-    )
+class WebpWriter(_FileWriter):
+    """Animated WebP, streamed (:mod:`lib_animatediff.webp_writer`): durations in whole ms,
+    ``loop`` = ``loop_number`` (WebP counts plays, 0 = forever), quality / lossless from the
+    options at effort ``WEBP_METHOD``, infotext as the EXIF UserComment."""
+
+    def __init__(self, path: Path, **settings: Any) -> None:
+        super().__init__(path, **settings)
+        self.encoder = WebpEncoder(
+            self.file,
+            loop=self.loop_number,
+            exif=webp_exif(self.infotext) if self.infotext else b"",
+            quality=self.options.webp_quality,
+            lossless=self.options.webp_lossless,
+            method=WEBP_METHOD,
+        )
+
+    def _write(self, frame: np.ndarray) -> None:
+        self.encoder.add(frame, frame_duration_ms(self.count, self.fps, 1))
+
+    def close(self) -> None:
+        self.encoder.close()
+        super().close()
+
+    def abort(self) -> None:
+        self.encoder.abort()
+        super().abort()
 
 
-def write_png_frames(
-    frames: Sequence[np.ndarray],
-    path: Path,
-    *,
-    fps: float,
-    loop_number: int,
-    infotext: str,
-    options: OutputOptions,
-) -> None:
+class PngFramesWriter(FrameWriter):
     """A folder of ``00000.png``, ``00001.png``, ... each with the infotext in its ``parameters`` text
     chunk (iTXt when it is not Latin-1), as A1111 writes it."""
-    path.mkdir()
-    info = PngImagePlugin.PngInfo()
-    if infotext:
-        info.add_text("parameters", infotext)
-    for index, frame in enumerate(frames):
-        Image.fromarray(frame).save(path / f"{index:05}.png", format="PNG", pnginfo=info)
+
+    def __init__(self, path: Path, **settings: Any) -> None:
+        super().__init__(path, **settings)
+        path.mkdir()
+        self.info = PngImagePlugin.PngInfo()
+        if self.infotext:
+            self.info.add_text("parameters", self.infotext)
+
+    def _write(self, frame: np.ndarray) -> None:
+        Image.fromarray(frame).save(self.path / f"{self.count:05}.png", format="PNG", pnginfo=self.info)
 
 
-def write_txt(
-    frames: Sequence[np.ndarray],
-    path: Path,
-    *,
-    fps: float,
-    loop_number: int,
-    infotext: str,
-    options: OutputOptions,
-) -> None:
-    """The infotext and a newline, UTF-8."""
-    path.write_text(f"{infotext}\n", encoding="utf-8")
+class TxtWriter(FrameWriter):
+    """The infotext and a newline, UTF-8 (written on ``close``)."""
+
+    def _write(self, frame: np.ndarray) -> None:
+        pass
+
+    def close(self) -> None:
+        self.path.write_text(f"{self.infotext}\n", encoding="utf-8")
+
+
+# Canonical names, file suffixes ("" = a folder) and writers, in the order the original returns videos.
+WRITERS: dict[str, tuple[str, type[FrameWriter]]] = {
+    "GIF": (".gif", GifWriter),
+    "MP4": (".mp4", Mp4Writer),
+    "WEBP": (".webp", WebpWriter),
+    "WEBM": (".webm", WebmWriter),
+    "PNG": ("", PngFramesWriter),
+    "TXT": (".txt", TxtWriter),
+}
+write_gif = GifWriter.write_all
+write_mp4 = Mp4Writer.write_all
+write_webp = WebpWriter.write_all
+write_webm = WebmWriter.write_all
+write_png_frames = PngFramesWriter.write_all
+write_txt = TxtWriter.write_all
