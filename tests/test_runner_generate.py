@@ -1,16 +1,25 @@
-"""One run on tiny pipelines: prompt travel reaches the per-frame conditioning, FreeInit, SDXL conditioning."""
+"""One run on tiny pipelines: prompt travel reaches the per-frame conditioning, FreeInit, SDXL
+conditioning, and generate's streaming and whole-clip output paths."""
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from lib_animatediff import output
+from lib_animatediff.frame_ops import ping_pong
+from lib_animatediff.interpolate import interpolated_count
 from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.runner import generate as generate_module
 from lib_animatediff.runner.errors import InputError
-from lib_animatediff.runner.generate import SamplingSettings, frame_conditioning, render
+from lib_animatediff.runner.generate import SamplingSettings, frame_conditioning, generate, render
 from lib_animatediff.runner.models import Pipeline
 from lib_animatediff.runner.text import encode_prompts
 from lib_animatediff.runner.tiny import char_clip_tokenizer, tiny_motion_state_dict, tiny_pipeline
@@ -63,6 +72,41 @@ def test_same_seed_same_video_and_the_unet_is_restored(models) -> None:
     np.testing.assert_array_equal(np.stack(first.frames), np.stack(second.frames))
     after = pipeline.unet.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def written_png_frames(outdir: Path) -> np.ndarray:
+    (folder,) = [p for p in (outdir / "AnimateDiff").glob("*/*") if p.is_dir()]
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+def test_generate_streams_the_decoded_frames_into_the_writers(models, tmp_path: Path, monkeypatch) -> None:
+    """10 of 12 frames (context 12): only those 10 are decoded, DECODE_CHUNK at a time, straight
+    into the writers (``output.save``, which takes a whole clip, is not used)."""
+    pipeline, mm = models
+    params = AnimateDiffParams(video_length=10, batch_size=12, format=("PNG", "GIF"))
+    rendered = render(pipeline, mm, params, settings(), progress=False)
+    chunks: list[int] = []
+    decode_chunk = generate_module.decode_chunk
+    monkeypatch.setattr(
+        generate_module, "decode_chunk", lambda p, z: chunks.append(len(z)) or decode_chunk(p, z)
+    )
+    monkeypatch.setattr(output, "save", None)
+    result = generate(pipeline, mm, params, settings(), tmp_path, progress=False)
+    assert chunks == [generate_module.DECODE_CHUNK, 10 - generate_module.DECODE_CHUNK]
+    assert result.frames == 10 and [p.suffix for p in result.paths] == [".gif", ""]
+    np.testing.assert_array_equal(written_png_frames(tmp_path), np.stack(rendered.frames[:10]))
+
+
+def test_generate_ping_pong_and_interpolation_use_the_whole_clip(models, tmp_path: Path) -> None:
+    pipeline, mm = models
+    params = AnimateDiffParams(video_length=FRAMES, batch_size=FRAMES, closed_loop="A", format=("PNG",))
+    rendered = render(pipeline, mm, params, settings(), progress=False)
+    result = generate(pipeline, mm, params, settings(), tmp_path / "a", progress=False)
+    assert result.frames == 2 * FRAMES - 2
+    np.testing.assert_array_equal(written_png_frames(tmp_path / "a"), np.stack(ping_pong(rendered.frames)))
+    params = dataclasses.replace(params, closed_loop="R-P", interp="Optical flow", interp_x=2)
+    result = generate(pipeline, mm, params, settings(), tmp_path / "i", progress=False)
+    assert result.frames == interpolated_count(FRAMES, 2) == len(written_png_frames(tmp_path / "i"))
 
 
 def test_size_not_a_multiple_of_the_vae_factor_is_rejected_before_work(models) -> None:

@@ -117,7 +117,7 @@ def build_options(option_info: type) -> dict[str, Any]:
             "animatediff_mp4_preset", "MP4 Encoding Preset", gr.Dropdown, {"choices": list(MP4_PRESETS)}
         )
         .link("docs", f"{_H264_DOCS}#Preset")
-        .info("encoding speed, use the slowest you can tolerate; empty = ffmpeg's default"),
+        .info("encoding speed: slower presets give smaller files at the same CRF; empty = veryfast"),
         "animatediff_mp4_tune": option(
             "animatediff_mp4_tune",
             "MP4 Tune encoding for content type",

@@ -2,8 +2,9 @@
 
 ``generate(pipeline, mm, params, sampling, outdir)``: per-frame prompt conditioning (prompt
 travel), seeded noise, the windowed sampling loop (repeated by FreeInit when enabled), VAE decode
-a few frames at a time, optional interpolation, and the writers. The UNet is restored and motion
-LoRAs are removed afterwards, also when something fails.
+a few frames at a time, optional interpolation, and the writers. Without ping-pong or
+interpolation the decoded frames stream into the writers (no clip-sized frame array). The UNet is
+restored and motion LoRAs are removed afterwards, also when something fails.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import random
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from lib_animatediff import output, prompt_travel
 from lib_animatediff.frame_ops import apply_closed_loop
+from lib_animatediff.frame_stream import decoded_frames
 from lib_animatediff.freeinit import reinit_noise
 from lib_animatediff.interpolate import interpolate
 from lib_animatediff.params import AnimateDiffParams
@@ -71,6 +73,15 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True)
+class Sampled:
+    """Denoised latents ``(N, C, h, w)`` of one run, its seed and the UNet frame evaluations."""
+
+    latents: torch.Tensor
+    seed: int
+    frame_evaluations: int
+
+
+@dataclass(frozen=True)
 class Rendered:
     """Decoded frames (uint8 ``H x W x 3``) of one run, its seed and the UNet frame evaluations."""
 
@@ -100,19 +111,51 @@ def generate(
     progress: bool = True,
 ) -> Result:
     """Render one video with ``pipeline`` + ``mm`` and write it into ``outdir`` (see module doc)."""
-    rendered = render(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
-    video = apply_closed_loop(
-        rendered.frames[: params.video_length or None], params.closed_loop,
-        video_length=params.video_length, batch_size=params.batch_size,
-    )  # fmt: skip
+    sampled = sample_latents(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
+    paths, count = write_video(pipeline, mm, sampled, params, sampling, outdir, progress=progress)
+    return Result(paths=paths, seed=sampled.seed, frames=count, frame_evaluations=sampled.frame_evaluations)
+
+
+def write_video(
+    pipeline: Pipeline,
+    mm: torch.nn.Module,
+    sampled: Sampled,
+    params: AnimateDiffParams,
+    sampling: SamplingSettings,
+    outdir: str | Path,
+    *,
+    progress: bool = True,
+) -> tuple[list[Path], int]:
+    """Decode the first ``video_length`` frames of ``sampled`` and write them (paths, frames written).
+
+    Frames stream from the VAE into the writers unless ping-pong (closed loop ``A``) or
+    interpolation needs the whole clip.
+    """
+    latents = sampled.latents[: params.video_length or None]
+    frames = decoded_frames(
+        latents, partial(decode_chunk, pipeline), chunk_size=DECODE_CHUNK, progress=progress
+    )
+    stem = output.output_stem(outdir, sampled.seed, params.request_id)
+    settings = {
+        "fps": params.fps,
+        "loop_number": params.loop_number,
+        "infotext": _infotext(sampling, params, sampled.seed, mm),
+    }
+    order = apply_closed_loop(
+        range(len(latents)),
+        params.closed_loop,
+        video_length=params.video_length,
+        batch_size=params.batch_size,
+    )
+    if params.interp == "Off" and order == list(range(len(latents))):
+        with output.open_outputs(stem, params.format, **settings) as out:
+            out.extend(frames)
+        return out.paths, out.count
+    decoded = list(frames)
+    video = [decoded[index] for index in order]
     if params.interp != "Off":
         video = interpolate(video, params.interp_x, INTERP_METHODS[params.interp])
-    seed = rendered.seed
-    paths = output.save(
-        video, output.output_stem(outdir, seed, params.request_id), params.format, fps=params.fps,
-        loop_number=params.loop_number, infotext=_infotext(sampling, params, seed, mm),
-    )  # fmt: skip
-    return Result(paths=paths, seed=seed, frames=len(video), frame_evaluations=rendered.frame_evaluations)
+    return output.save(video, stem, params.format, **settings), len(video)
 
 
 def render(
@@ -125,6 +168,21 @@ def render(
     progress: bool = True,
 ) -> Rendered:
     """Sample and decode all ``params.frame_count`` frames (no trimming, interpolation or files)."""
+    sampled = sample_latents(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
+    frames = decode(pipeline, sampled.latents, progress=progress)
+    return Rendered(list(frames), sampled.seed, sampled.frame_evaluations)
+
+
+def sample_latents(
+    pipeline: Pipeline,
+    mm: torch.nn.Module,
+    params: AnimateDiffParams,
+    sampling: SamplingSettings,
+    *,
+    motion_loras: tuple[tuple[str | Path, float], ...] = (),
+    progress: bool = True,
+) -> Sampled:
+    """Check the settings, then sample all ``params.frame_count`` frames with ``mm`` injected."""
     params.validate(pe_length=mm.pe_length)
     factor = pipeline.vae_scale_factor
     for name in ("width", "height"):
@@ -149,7 +207,7 @@ def render(
             generator,
             progress=progress,
         )
-    return Rendered(list(decode(pipeline, latents, progress=progress)), seed, evaluations)
+    return Sampled(latents, seed, evaluations)
 
 
 def sample(
@@ -230,39 +288,55 @@ def frame_conditioning(
     texts = list(dict.fromkeys(schedule.frame_prompts(frames)))
     hidden, pooled = encode_prompts(pipeline, [*texts, sampling.negative_prompt])
     device, dtype = pipeline.unet.device, pipeline.unet.dtype
-    index = torch.tensor([texts.index(text) for text in schedule.frame_prompts(frames)])
-    per_frame = {"hidden": hidden[index]} | ({} if pooled is None else {"pooled": pooled[index]})
-    per_frame = prompt_travel.interpolate(per_frame, schedule, closed=params.prompt_wraps)
+    unique = {"hidden": hidden[:-1]} | ({} if pooled is None else {"pooled": pooled[:-1]})
+    if schedule.is_travel:
+        index = torch.tensor([texts.index(text) for text in schedule.frame_prompts(frames)])
+        per_frame = {name: tensor[index] for name, tensor in unique.items()}
+        per_frame = prompt_travel.interpolate(per_frame, schedule, closed=params.prompt_wraps)
+        per_frame = {name: tensor.to(device, dtype) for name, tensor in per_frame.items()}
+    else:  # one prompt: every frame's row is a view of it (no N-row copy)
+        per_frame = {
+            name: _rows_view(tensor[:1].to(device, dtype), frames) for name, tensor in unique.items()
+        }
     time_ids = None
     if pooled is not None:
         size = [sampling.height, sampling.width]
         time_ids = torch.tensor([[*size, 0, 0, *size]], device=device, dtype=dtype).expand(frames, -1)
-    cond = FrameConditioning(
-        hidden=per_frame["hidden"].to(device, dtype),
-        pooled=None if pooled is None else per_frame["pooled"].to(device, dtype),
-        time_ids=time_ids,
-    )
+    cond = FrameConditioning(per_frame["hidden"], per_frame.get("pooled"), time_ids)
     uncond = FrameConditioning(
-        hidden=hidden[-1:].to(device, dtype).expand(frames, -1, -1),
-        pooled=None if pooled is None else pooled[-1:].to(device, dtype).expand(frames, -1),
+        hidden=_rows_view(hidden[-1:].to(device, dtype), frames),
+        pooled=None if pooled is None else _rows_view(pooled[-1:].to(device, dtype), frames),
         time_ids=time_ids,
     )
     return cond, uncond
 
 
+def _rows_view(row: torch.Tensor, frames: int) -> torch.Tensor:
+    """``row`` (one row) repeated ``frames`` times as an expanded view."""
+    return row.expand(frames, *row.shape[1:])
+
+
 @torch.no_grad()
+def decode_chunk(pipeline: Pipeline, latents: torch.Tensor) -> np.ndarray:
+    """A few latents ``(k, 4, h, w)`` to uint8 RGB frames ``(k, H, W, 3)`` on the CPU."""
+    vae = pipeline.vae
+    image = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+    image = (image.float().clamp(-1, 1) + 1) * 127.5
+    return image.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 def decode(pipeline: Pipeline, latents: torch.Tensor, *, progress: bool = True) -> np.ndarray:
     """Latents ``(N, 4, h, w)`` to uint8 RGB frames ``(N, H, W, 3)``, ``DECODE_CHUNK`` frames at a time.
 
     The result array is allocated first, so decoding more frames only grows that array.
     """
-    vae = pipeline.vae
     factor = pipeline.vae_scale_factor
     frames = np.empty((latents.shape[0], latents.shape[2] * factor, latents.shape[3] * factor, 3), np.uint8)
-    for start in tqdm(range(0, latents.shape[0], DECODE_CHUNK), desc="decoding", disable=not progress):
-        chunk = latents[start : start + DECODE_CHUNK].to(vae.dtype) / vae.config.scaling_factor
-        image = (vae.decode(chunk).sample.float().clamp(-1, 1) + 1) * 127.5
-        frames[start : start + len(chunk)] = image.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    chunks = decoded_frames(
+        latents, partial(decode_chunk, pipeline), chunk_size=DECODE_CHUNK, progress=progress
+    )
+    for index, frame in enumerate(chunks):
+        frames[index] = frame
     return frames
 
 

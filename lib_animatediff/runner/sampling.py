@@ -29,20 +29,25 @@ class FrameConditioning:
     pooled: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
 
-    def rows(self, frames: torch.Tensor) -> FrameConditioning:
-        """The conditioning of the frames at ``frames`` (1-D index tensor), in that order."""
-        return FrameConditioning(
-            hidden=self.hidden[frames],
-            pooled=None if self.pooled is None else self.pooled[frames],
-            time_ids=None if self.time_ids is None else self.time_ids[frames],
-        )
-
     @staticmethod
-    def stack(parts: Sequence[FrameConditioning]) -> FrameConditioning:
-        """The rows of ``parts`` one after another (group-major: all cond frames, then all uncond)."""
-        pooled = None if parts[0].pooled is None else torch.cat([p.pooled for p in parts])
-        time_ids = None if parts[0].time_ids is None else torch.cat([p.time_ids for p in parts])
-        return FrameConditioning(torch.cat([p.hidden for p in parts]), pooled, time_ids)
+    def gather(groups: Sequence[FrameConditioning], rows: torch.Tensor, num_frames: int) -> FrameConditioning:
+        """The conditioning of batch rows ``g*N + f`` (frame ``f`` of ``groups[g]``; ``rows`` on the
+        CPU), picked from each group without concatenating the groups: a group whose rows are one
+        expanded prompt stays a view, so no ``N``-row copy of it is made."""
+        group, frame = rows // num_frames, rows % num_frames
+        picks = [torch.nonzero(group == g).squeeze(1) for g in range(len(groups))]
+
+        def pick(name: str) -> torch.Tensor | None:
+            parts = [getattr(g, name) for g in groups]
+            if parts[0] is None:
+                return None
+            out = parts[0].new_empty((len(rows), *parts[0].shape[1:]))
+            for part, positions in zip(parts, picks, strict=True):
+                positions = positions.to(part.device)
+                out.index_copy_(0, positions, part.index_select(0, frame.to(part.device)[positions]))
+            return out
+
+        return FrameConditioning(pick("hidden"), pick("pooled"), pick("time_ids"))
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,6 @@ class WindowedGuidedDenoiser:
         self.unet = unet
         self.set_frames = set_frames
         self.groups = [cond] if cfg_scale == 1 or uncond is None else [cond, uncond]
-        self.conditioning = FrameConditioning.stack(self.groups)
         self.cfg_scale = cfg_scale
         self.settings = settings
         self.alphas_cumprod = alphas_cumprod
@@ -94,8 +98,9 @@ class WindowedGuidedDenoiser:
         alpha = self.alphas_cumprod[int(timestep)].item()
 
         def denoise(rows: torch.Tensor, frames: int) -> torch.Tensor:
+            conditioning = FrameConditioning.gather(self.groups, rows, num_frames)
             rows = rows.to(latents.device)
-            return self._unet(latents[rows % num_frames], timestep, self.conditioning.rows(rows), frames)
+            return self._unet(latents[rows % num_frames], timestep, conditioning, frames)
 
         eps = denoise_windows(
             denoise,

@@ -1,0 +1,36 @@
+"""Latents decoded a chunk at a time and handed on frame by frame, so that no clip-sized frame
+array exists: feed :func:`decoded_frames` to ``output.open_outputs(...).extend``.
+
+Host-agnostic: the host supplies ``decode_chunk(latents) -> uint8 (k, H, W, 3)`` for a few frames
+(its VAE, device and dtype); the chunk is decoded when its first frame is asked for and released
+once its last frame has been consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+DecodeChunk = Callable[[torch.Tensor], np.ndarray]
+
+
+def decoded_frames(
+    latents: torch.Tensor,
+    decode_chunk: DecodeChunk,
+    *,
+    chunk_size: int,
+    progress: bool = False,
+    description: str = "decoding",
+) -> Iterator[np.ndarray]:
+    """The frames of ``latents`` (``N`` first), decoded ``chunk_size`` at a time, one by one."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r}: expected >= 1")
+    count = latents.shape[0]
+    for start in tqdm(range(0, count, chunk_size), desc=description, disable=not progress):
+        chunk = decode_chunk(latents[start : start + chunk_size])
+        if chunk.shape[0] != min(chunk_size, count - start):
+            raise ValueError(f"decode_chunk returned {chunk.shape[0]} frames for frames {start}..")
+        yield from chunk
