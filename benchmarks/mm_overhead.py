@@ -94,29 +94,30 @@ def flop_ratio(model_channels: int, latent_size: int) -> tuple[float, float]:
     return animated / plain, 1 + params[1] / params[0]
 
 
-def min_times(runs: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Best wall time of each callable over ``repeats`` rounds that run them in turn, after a warm-up."""
+def interleaved_times(runs: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Wall times of each callable over ``repeats`` rounds that run them in turn, after a warm-up."""
     for run in runs:
         run()
-    best = [float("inf")] * len(runs)
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
         for i, run in enumerate(runs):
             start = time.perf_counter()
             run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+            times[i].append(time.perf_counter() - start)
+    return times
 
 
-def time_ratio(kind: str, model_channels: int, latent_size: int, repeats: int) -> tuple[float, float]:
-    """Best times (ms) of one call of the same seeded UNet without and with the motion module."""
+def time_ratio(kind: str, model_channels: int, latent_size: int, repeats: int) -> tuple[float, float, float]:
+    """Best times (ms) of one call of the same seeded UNet without and with the motion module, and
+    the spread (max/min) of the animated times."""
     make = tiny_ldm_unet if kind == "ldm" else tiny_diffusers_unet
     plain, animated = make("sd15", model_channels=model_channels), make("sd15", model_channels=model_channels)
     mm = tiny_motion_module(VARIANT, model_channels=model_channels)
     inputs = unet_inputs(FRAMES, latent_size=latent_size)
     with torch.inference_mode(), inject(animated, mm) as handle:
         handle.set_frames(FRAMES)
-        best = min_times([call_unet(plain, *inputs), call_unet(animated, *inputs)], repeats)
-    return 1000 * best[0], 1000 * best[1]
+        times = interleaved_times([call_unet(plain, *inputs), call_unet(animated, *inputs)], repeats)
+    return 1000 * min(times[0]), 1000 * min(times[1]), max(times[1]) / min(times[1])
 
 
 def main() -> None:
@@ -132,20 +133,25 @@ def main() -> None:
         f"{FRAMES} frames, motion module {VARIANT}, torch {torch.__version__}, {args.threads} threads, "
         f"min of {args.repeats} interleaved rounds"
     )
-    header = f"{'model':<50} {'UNet ms':>9} {'+MM ms':>9} {'time x':>7} {'FLOP x':>7} {'params x':>8}"
+    header = f"{'model':<50} {'UNet ms':>9} {'+MM ms':>9} {'time x':>7} {'time/FLOP':>9} {'FLOP x':>7} {'params x':>8}"
     print(header)
     print("-" * len(header))
     counted: dict[tuple[int, int], tuple[float, float]] = {}
+    mini = (float("nan"), float("nan"))
     for label, kind, model_channels, latent_size in rows(args.mini_latent):
         shape = (model_channels, latent_size)
         if shape not in counted:
             counted[shape] = flop_ratio(*shape)
         flops, params = counted[shape]
-        timed = f"{'-':>9} {'-':>9} {'-':>7}"
+        timed = f"{'-':>9} {'-':>9} {'-':>7} {'-':>9}"
         if kind is not None:
-            plain_ms, animated_ms = time_ratio(kind, model_channels, latent_size, args.repeats)
-            timed = f"{plain_ms:>9.1f} {animated_ms:>9.1f} {animated_ms / plain_ms:>7.3f}"
+            plain_ms, animated_ms, spread = time_ratio(kind, model_channels, latent_size, args.repeats)
+            ratio = animated_ms / plain_ms
+            timed = f"{plain_ms:>9.1f} {animated_ms:>9.1f} {ratio:>7.3f} {ratio / flops:>9.3f}"
+            if model_channels == MINI_CHANNELS:
+                mini = (ratio / flops, spread)
         print(f"{label:<50} {timed} {flops:>7.3f} {params:>8.3f}", flush=True)
+    print(f"RATIO mm_time_per_flop {mini[0]:.4f} {mini[1]:.3f}")
 
 
 if __name__ == "__main__":

@@ -76,9 +76,12 @@ def count_table(steps: int) -> None:
         (64, "A, stride 1", ContextSettings(CONTEXT, 1, OVERLAP, "A"), 1.5),
         (64, "static", ContextSettings(CONTEXT, 1, OVERLAP, "R-P", schedule="static"), 1.25),
     ]
+    worst = 0.0
     for frames, label, settings, reference in cases:
         mean, low, high = evaluations_per_frame(frames, settings, steps)
+        worst = max(worst, abs(mean / reference - 1))
         print(f"{frames:>5} {label:<16}{mean:>8.3f}{low:>8.3f}{high:>8.3f}{reference:>11.3f}")
+    print(f"RATIO windows_count_error {worst:.4f}")
 
 
 def timing_table(args: argparse.Namespace) -> None:
@@ -148,6 +151,9 @@ def timing_table(args: argparse.Namespace) -> None:
     print(
         f"speed-up of batching the step's windows into one call: {ratio:.3f}x  (ideal window-overhead ratio 1.25)"
     )
+    overhead = min(times["uniform, 1 window per call"]) / base
+    spread = max(times["uniform, 1 window per call"]) / min(times["uniform, 1 window per call"])
+    print(f"RATIO windows_overhead {overhead:.4f} {spread:.3f}")
 
 
 def main() -> int:

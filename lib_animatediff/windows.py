@@ -173,7 +173,8 @@ def _fuse_into(
         if len(sets) > 1:
             pick = [g * len(window) + p for g in range(num_groups) for p in positions]
             values = eps.index_select(0, torch.tensor(pick, device=eps.device))
-        if factors is None:
+        if factors is None or all(factors[p] == 1.0 for p in positions):
+            # overwrite, or frames no earlier window covered: the running mean is the value itself
             out.index_copy_(0, rows, values.to(out.dtype))
             continue
         scale = torch.tensor([factors[p] for p in positions] * num_groups, dtype=torch.float64)
