@@ -1,5 +1,5 @@
 """Latents decoded a chunk at a time and handed on frame by frame, so that no clip-sized frame
-array exists: feed :func:`decoded_frames` to ``output.open_outputs(...).extend``.
+array exists: hand :func:`decoded_frames` to ``output.save``, which streams an iterator.
 
 Host-agnostic: the host supplies ``decode_chunk(latents) -> uint8 (k, H, W, 3)`` for a few frames
 (its VAE, device and dtype); the chunk is decoded when its first frame is asked for and released

@@ -1,8 +1,8 @@
 """Saving a finished clip: output names as the original builds them, and all-or-nothing writes.
 
 ``output_stem`` gives ``<outdir>/AnimateDiff/<YYYY-MM-DD>/<seq:05>-<seed>[-<request_id>]``; ``save``
-writes each requested format next to that stem; ``open_outputs`` does the same for frames that
-arrive one by one (all formats are fed each frame as it comes, nothing keeps the clip). Every file
+writes each requested format next to that stem, from a list of frames or streamed from an iterator
+(all formats are fed each frame as it comes, nothing keeps the clip). Every file
 (and the PNG frame folder) is first written under a hidden temporary name in the same folder; only
 when every format has been written are they renamed into place, so a failure at any point leaves
 none of them behind.
@@ -16,10 +16,9 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,6 @@ __all__ = [
     "VIDEO_FORMATS",
     "OutputOptions",
     "as_rgb_frames",
-    "open_outputs",
     "output_stem",
     "save",
 ]
@@ -197,6 +195,16 @@ def _targets(
     }
 
 
+def _settings(fps: float, loop_number: int, infotext: str, options: OutputOptions | None) -> dict[str, Any]:
+    """The writers' keyword arguments (after ``_targets`` checked them)."""
+    return {
+        "fps": fps,
+        "loop_number": loop_number,
+        "infotext": infotext,
+        "options": options or OutputOptions(),
+    }
+
+
 @contextmanager
 def _noted(final: Path) -> Iterator[None]:
     try:
@@ -207,7 +215,7 @@ def _noted(final: Path) -> Iterator[None]:
 
 
 def save(
-    frames: Sequence[Any],
+    frames: Sequence[Any] | Iterator[Any],
     stem: str | os.PathLike[str],
     formats: Sequence[str],
     *,
@@ -218,6 +226,10 @@ def save(
 ) -> list[Path]:
     """Write ``frames`` in each of ``formats`` next to ``stem`` (a path without extension).
 
+    ``frames``: a list of PIL images or uint8 HxWx3 arrays (all checked before anything is
+    written, then written format after format), or an iterator yielding them: then every format
+    is fed each frame as it comes (streamed: nothing keeps the clip) and each frame is checked
+    when it arrives; a bad one stops the writing and leaves nothing behind.
     Formats (case-insensitive): GIF, MP4, WEBP, WEBM, PNG (a folder named ``stem`` with
     ``00000.png``...), TXT (the infotext), Frame (writes nothing: the caller returns its frames).
     ``loop_number``: plays of GIF/WEBP, 0 = forever. ``infotext`` "" embeds no metadata.
@@ -225,14 +237,11 @@ def save(
     the PNG folder and the TXT file. Nothing is written when any format fails; an existing target
     is never overwritten (``FileExistsError``). Bad arguments raise ``ValueError`` before any work.
     """
-    arrays = as_rgb_frames(frames)
+    arrays = None if isinstance(frames, Iterator) else as_rgb_frames(frames)
     targets = _targets(stem, formats, fps, loop_number, infotext)
-    settings = {
-        "fps": fps,
-        "loop_number": loop_number,
-        "infotext": infotext,
-        "options": options or OutputOptions(),
-    }
+    settings = _settings(fps, loop_number, infotext, options)
+    if arrays is None:
+        return _save_streamed(frames, targets, settings)
     staged = list(targets.values())
     try:
         for fmt, (temporary, final) in targets.items():
@@ -245,91 +254,35 @@ def save(
     return [final for _, final in staged]
 
 
-class StreamingOutputs:
-    """The outputs of ``open_outputs``: ``append(frame)`` feeds every format, ``close()`` finishes
-    and renames them into place (returns the paths, also kept as ``paths``), ``abort()`` removes
-    everything written. As a context manager it closes on a normal exit and aborts when the block
-    raises.
-    """
-
-    def __init__(self, targets: dict[str, tuple[Path, Path]], settings: dict[str, Any]) -> None:
-        self.staged = list(targets.values())
-        self.writers: list[tuple[Path, writers.FrameWriter]] = []
-        self.count = 0
-        self.shape: tuple[int, ...] | None = None
-        self.paths: list[Path] = []  # set by a successful close
-        try:
-            for fmt, (temporary, final) in targets.items():
-                with _noted(final):
-                    self.writers.append((final, writers.WRITERS[fmt][1](temporary, **settings)))
-        except BaseException:
-            self.abort()
-            raise
-
-    def append(self, frame: Any) -> None:
-        """Check frame number ``count`` (as ``save`` checks its frames) and write it to every format."""
-        array = rgb_frame(frame, self.count, self.shape)
-        self.shape = array.shape
-        for final, writer in self.writers:
+def _save_streamed(
+    frames: Iterator[Any], targets: dict[str, tuple[Path, Path]], settings: dict[str, Any]
+) -> list[Path]:
+    """``save`` of an iterator: one writer per format, each frame checked and appended to all."""
+    staged = list(targets.values())
+    opened: list[tuple[Path, writers.FrameWriter]] = []
+    try:
+        for fmt, (temporary, final) in targets.items():
             with _noted(final):
-                writer.append(array)
-        self.count += 1
-
-    def extend(self, frames: Iterable[Any]) -> None:
-        """``append`` each of ``frames``."""
+                opened.append((final, writers.WRITERS[fmt][1](temporary, **settings)))
+        count, shape = 0, None
         for frame in frames:
-            self.append(frame)
-
-    def close(self) -> list[Path]:
-        try:
-            if not self.count:
-                raise ValueError("frames: no frame was written")
-            for final, writer in self.writers:
+            array = rgb_frame(frame, count, shape)
+            shape = array.shape
+            for final, writer in opened:
                 with _noted(final):
-                    writer.close()
-            _commit(self.staged)
-        except BaseException:
-            self.abort()
-            raise
-        self.paths = [final for _, final in self.staged]
-        return self.paths
-
-    def abort(self) -> None:
-        for _, writer in self.writers:
+                    writer.append(array)
+            count += 1
+        if not count:
+            raise ValueError("frames: the iterator yielded no frame")
+        for final, writer in opened:
+            with _noted(final):
+                writer.close()
+        _commit(staged)
+    except BaseException:
+        for _, writer in opened:
             writer.abort()
-        for temporary, _ in self.staged:
+        raise
+    finally:
+        for temporary, _ in staged:
             _remove(temporary)
-
-    def __enter__(self) -> StreamingOutputs:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def open_outputs(
-    stem: str | os.PathLike[str],
-    formats: Sequence[str],
-    *,
-    fps: float,
-    loop_number: int = 0,
-    infotext: str = "",
-    options: OutputOptions | None = None,
-) -> StreamingOutputs:
-    """``save`` for frames that come one at a time: the same arguments (less ``frames``), checks
-    before anything is written, temporary names and all-or-nothing renaming. Each frame is checked
-    as ``save`` checks its frames when it is appended; at least one is needed. Use as
-    ``with open_outputs(...) as out: out.append(frame)``, then ``out.paths``."""
-    targets = _targets(stem, formats, fps, loop_number, infotext)
-    settings = {
-        "fps": fps,
-        "loop_number": loop_number,
-        "infotext": infotext,
-        "options": options or OutputOptions(),
-    }
-    return StreamingOutputs(targets, settings)
+    return [final for _, final in staged]

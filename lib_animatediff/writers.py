@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
@@ -105,18 +105,22 @@ def _gif_loop(loop_number: int) -> int | None:
     return loop_number - 1 if loop_number > 1 else None
 
 
+@dataclass
 class FrameWriter:
-    """One output being written: ``append(frame)`` per frame, then ``close()`` (or ``abort()``)."""
+    """One output being written: ``append(frame)`` per frame, then ``close()`` (or ``abort()``).
 
-    def __init__(
-        self, path: Path, *, fps: float, loop_number: int, infotext: str, options: OutputOptions
-    ) -> None:
-        self.path = path
-        self.fps = fps
-        self.loop_number = loop_number
-        self.infotext = infotext
-        self.options = options
-        self.count = 0
+    Subclasses open their output in ``__post_init__``.
+    """
+
+    path: Path
+    fps: float
+    loop_number: int
+    infotext: str
+    options: OutputOptions
+    count: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        """Open the output (nothing by default)."""
 
     def append(self, frame: np.ndarray) -> None:
         """Write one uint8 ``H x W x 3`` frame (every frame the size of the first)."""
@@ -152,9 +156,9 @@ class FrameWriter:
 class _FileWriter(FrameWriter):
     """A writer of one binary file, opened (exclusively) on creation."""
 
-    def __init__(self, path: Path, **settings: Any) -> None:
-        super().__init__(path, **settings)
-        self.file = open(path, "xb")  # noqa: SIM115 (closed by close/abort)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.file = open(self.path, "xb")  # noqa: SIM115 (closed by close/abort)
 
     def close(self) -> None:
         self.file.close()
@@ -171,8 +175,8 @@ class GifWriter(_FileWriter):
     of a sequence) or to its first 16 frames (streamed). Identical consecutive frames are merged
     into one with the summed duration."""
 
-    def __init__(self, path: Path, **settings: Any) -> None:
-        super().__init__(path, **settings)
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.encoder = GifEncoder(
             self.file,
             loop=_gif_loop(self.loop_number),
@@ -245,8 +249,8 @@ class _FfmpegWriter(FrameWriter):
 
     codec: ClassVar[str]
 
-    def __init__(self, path: Path, **settings: Any) -> None:
-        super().__init__(path, **settings)
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.process: subprocess.Popen | None = None
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (ffmpeg's stderr; closed by close/abort)
 
@@ -346,8 +350,8 @@ class WebpWriter(_FileWriter):
     ``loop`` = ``loop_number`` (WebP counts plays, 0 = forever), quality / lossless from the
     options at effort ``WEBP_METHOD``, infotext as the EXIF UserComment."""
 
-    def __init__(self, path: Path, **settings: Any) -> None:
-        super().__init__(path, **settings)
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.encoder = WebpEncoder(
             self.file,
             loop=self.loop_number,
@@ -373,9 +377,9 @@ class PngFramesWriter(FrameWriter):
     """A folder of ``00000.png``, ``00001.png``, ... each with the infotext in its ``parameters`` text
     chunk (iTXt when it is not Latin-1), as A1111 writes it."""
 
-    def __init__(self, path: Path, **settings: Any) -> None:
-        super().__init__(path, **settings)
-        path.mkdir()
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.path.mkdir()
         self.info = PngImagePlugin.PngInfo()
         if self.infotext:
             self.info.add_text("parameters", self.infotext)

@@ -1,4 +1,4 @@
-"""Streaming outputs (``output.open_outputs``): the same files as ``save``, frames never kept."""
+"""``save`` of an iterator (streamed): the same files as from a list, frames never kept."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from PIL import GifImagePlugin, Image
 
 from lib_animatediff import writers
-from lib_animatediff.output import OutputOptions, open_outputs, save
-from tests.test_out_writers import INFOTEXT, decode_video, gif_frames, make_frames
+from lib_animatediff.output import OutputOptions, save
+from tests.test_out_writers import INFOTEXT, decode_video, gif_frames, gif_modes, make_frames
 
 FORMATS = ["GIF", "MP4", "WEBP", "WEBM", "PNG", "TXT"]
 
@@ -28,11 +28,9 @@ def test_streamed_files_equal_saved_ones(tmp_path: Path) -> None:
     frames = make_frames(20, 24, 32)
     threads = threading.active_count()
     saved = save(frames, tmp_path / "a" / "clip", FORMATS, fps=8, loop_number=2, infotext=INFOTEXT)
-    with open_outputs(tmp_path / "b" / "clip", FORMATS, fps=8, loop_number=2, infotext=INFOTEXT) as out:
-        for frame in frames:
-            out.append(frame)
-    assert [p.name for p in out.paths] == [p.name for p in saved]
-    for first, second in zip(saved, out.paths, strict=True):
+    streamed = save(iter(frames), tmp_path / "b" / "clip", FORMATS, fps=8, loop_number=2, infotext=INFOTEXT)
+    assert [p.name for p in streamed] == [p.name for p in saved]
+    for first, second in zip(saved, streamed, strict=True):
         if first.suffix in (".mp4", ".webm"):
             decoded = [decode_video(path)[0] for path in (first, second)]
             assert len(decoded[1]) == 20
@@ -57,31 +55,34 @@ def test_streaming_keeps_no_frame(tmp_path: Path) -> None:
             yield frame
 
     options = OutputOptions(gif_palette=True)  # a streamed palette holds copies of 16 frames
-    with open_outputs(tmp_path / "s", FORMATS, fps=8, options=options) as out:
-        out.extend(frames())
-    assert len(refs) == 24 and len(gif_frames(out.paths[0])) == 24
+    paths = save(frames(), tmp_path / "s", FORMATS, fps=8, options=options)
+    assert len(refs) == 24 and len(gif_frames(paths[0])) == 24
 
 
 def test_bad_frame_half_way_leaves_nothing(tmp_path: Path) -> None:
     frames = make_frames(3)
     frames[2] = frames[2][:, :-1]
-    with pytest.raises(ValueError, match=r"frames\[2\]"), open_outputs(tmp_path / "x", FORMATS, fps=8) as out:
-        out.extend(frames)
+    with pytest.raises(ValueError, match=r"frames\[2\]"):
+        save(iter(frames), tmp_path / "x", FORMATS, fps=8)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_no_frames_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no frame"), open_outputs(tmp_path / "x", ["GIF", "MP4"], fps=8):
-        pass
+    with pytest.raises(ValueError, match="no frame"):
+        save(iter([]), tmp_path / "x", ["GIF", "MP4"], fps=8)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_arguments_rejected_before_any_file(tmp_path: Path) -> None:
+    def never() -> Iterator[np.ndarray]:
+        raise AssertionError("no frame may be asked for")
+        yield
+
     with pytest.raises(ValueError, match="fps"):
-        open_outputs(tmp_path / "x", ["GIF"], fps=0)
+        save(never(), tmp_path / "x", ["GIF"], fps=0)
     (tmp_path / "y.gif").write_bytes(b"")
     with pytest.raises(FileExistsError, match=r"y\.gif"):
-        open_outputs(tmp_path / "y", ["MP4", "GIF"], fps=8)
+        save(never(), tmp_path / "y", ["MP4", "GIF"], fps=8)
     assert [p.name for p in tmp_path.iterdir()] == ["y.gif"]
 
 
@@ -93,17 +94,11 @@ def test_streamed_global_gif_palette_fitted_to_the_first_frames(
         GifImagePlugin, "LOADING_STRATEGY", GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
     )
     frames = make_frames(20, 24, 64)
-    with open_outputs(tmp_path / "g", ["GIF"], fps=4, options=OutputOptions(gif_palette=True)) as out:
-        out.extend(iter(frames))
-    decoded = gif_frames(out.paths[0])
+    (path,) = save(iter(frames), tmp_path / "g", ["GIF"], fps=4, options=OutputOptions(gif_palette=True))
+    decoded = gif_frames(path)
     assert len(decoded) == 20
     assert max(np.abs(f.astype(int) - g).mean() for (f, _), g in zip(decoded, frames, strict=True)) < 8
-    with Image.open(out.paths[0]) as image:
-        modes = set()
-        for index in range(image.n_frames):
-            image.seek(index)
-            modes.add(image.mode)
-    assert modes == {"P"}
+    assert gif_modes(path) == {"P"}
 
 
 def test_gif_repeats_merged_and_changed_regions_stored_alone(tmp_path: Path) -> None:

@@ -74,6 +74,16 @@ def gif_frames(path: Path) -> list[tuple[np.ndarray, int]]:
         return out
 
 
+def gif_modes(path: Path) -> set[str]:
+    """The modes Pillow gives the frames (with the loading strategy the caller sets)."""
+    with Image.open(path) as image:
+        modes = set()
+        for index in range(image.n_frames):
+            image.seek(index)
+            modes.add(image.mode)
+        return modes
+
+
 def test_gif_frames_durations_loop_comment(tmp_path: Path) -> None:
     frames = make_frames(6)
     (path,) = save(frames, tmp_path / "clip", ["GIF"], fps=8, loop_number=3, infotext=INFOTEXT)
@@ -111,12 +121,7 @@ def test_gif_global_palette_and_no_dither(tmp_path: Path, monkeypatch: pytest.Mo
         decoded = gif_frames(path)
         assert len(decoded) == 4 and [d for _, d in decoded] == [250] * 4
         assert max(np.abs(f.astype(int) - g).mean() for (f, _), g in zip(decoded, frames, strict=True)) < 8
-        with Image.open(path) as image:
-            modes = set()
-            for index in range(image.n_frames):
-                image.seek(index)
-                modes.add(image.mode)
-        assert modes == {"P"}  # one global palette
+        assert gif_modes(path) == {"P"}  # one global palette
     (path,) = save(frames, tmp_path / "local", ["GIF"], fps=4)
     with Image.open(path) as image:
         image.seek(3)

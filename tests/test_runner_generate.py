@@ -4,6 +4,7 @@ conditioning, and generate's streaming and whole-clip output paths."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,8 @@ def written_png_frames(outdir: Path) -> np.ndarray:
 
 
 def test_generate_streams_the_decoded_frames_into_the_writers(models, tmp_path: Path, monkeypatch) -> None:
-    """10 of 12 frames (context 12): only those 10 are decoded, DECODE_CHUNK at a time, straight
-    into the writers (``output.save``, which takes a whole clip, is not used)."""
+    """10 of 12 frames (context 12): only those 10 are decoded, DECODE_CHUNK at a time, and the
+    writers get them from an iterator (streamed), not as a list."""
     pipeline, mm = models
     params = AnimateDiffParams(video_length=10, batch_size=12, format=("PNG", "GIF"))
     rendered = render(pipeline, mm, params, settings(), progress=False)
@@ -90,9 +91,14 @@ def test_generate_streams_the_decoded_frames_into_the_writers(models, tmp_path: 
     monkeypatch.setattr(
         generate_module, "decode_chunk", lambda p, z: chunks.append(len(z)) or decode_chunk(p, z)
     )
-    monkeypatch.setattr(output, "save", None)
+    given: list[object] = []
+    save = output.save
+    monkeypatch.setattr(
+        output, "save", lambda frames, *args, **kwargs: given.append(frames) or save(frames, *args, **kwargs)
+    )
     result = generate(pipeline, mm, params, settings(), tmp_path, progress=False)
     assert chunks == [generate_module.DECODE_CHUNK, 10 - generate_module.DECODE_CHUNK]
+    assert len(given) == 1 and isinstance(given[0], Iterator)
     assert result.frames == 10 and [p.suffix for p in result.paths] == [".gif", ""]
     np.testing.assert_array_equal(written_png_frames(tmp_path), np.stack(rendered.frames[:10]))
 

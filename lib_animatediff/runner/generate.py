@@ -148,9 +148,7 @@ def write_video(
         batch_size=params.batch_size,
     )
     if params.interp == "Off" and order == list(range(len(latents))):
-        with output.open_outputs(stem, params.format, **settings) as out:
-            out.extend(frames)
-        return out.paths, out.count
+        return output.save(frames, stem, params.format, **settings), len(latents)
     decoded = list(frames)
     video = [decoded[index] for index in order]
     if params.interp != "Off":
@@ -164,11 +162,10 @@ def render(
     params: AnimateDiffParams,
     sampling: SamplingSettings,
     *,
-    motion_loras: tuple[tuple[str | Path, float], ...] = (),
     progress: bool = True,
 ) -> Rendered:
     """Sample and decode all ``params.frame_count`` frames (no trimming, interpolation or files)."""
-    sampled = sample_latents(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
+    sampled = sample_latents(pipeline, mm, params, sampling, progress=progress)
     frames = decode(pipeline, sampled.latents, progress=progress)
     return Rendered(list(frames), sampled.seed, sampled.frame_evaluations)
 
