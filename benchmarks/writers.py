@@ -1,8 +1,8 @@
 """Seconds per frame of each output format at 512x512, 64 frames, side by side in one run.
 
 Each format is timed through ``lib_animatediff.output.save`` (temporary file + rename included);
-the baseline is a plain Pillow PNG encode of the same frames (one thread; the GIF and WebP writers
-use worker threads, ffmpeg its own). Frames are smooth moving colour fields with a moving disc,
+the baseline is a plain Pillow PNG encode of the same frames (GIF, WebP and PNG run on the calling
+thread; ffmpeg is a separate process with its own threads). Frames are smooth moving colour fields with a moving disc,
 which compress like generated video (random noise would not). Repetitions are interleaved and the
 minimum is reported with the spread (max/min) and the output size per frame.
 

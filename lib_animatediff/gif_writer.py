@@ -2,10 +2,10 @@
 
 Only the previous frame is held (to find what changed and to merge repeats), never the clip. Each
 frame is quantised on its own with Pillow's fast octree (a local colour table per frame), or mapped
-onto one global palette, optionally with Floyd-Steinberg dithering; quantising runs on a worker
-thread while the previous frame is compressed. Pillow's legacy ``GifImagePlugin.getdata`` supplies
-the image descriptor, local colour table and LZW data; the header, loop, comment and per-frame
-delay blocks are written here (GIF89a).
+onto one global palette, optionally with Floyd-Steinberg dithering. Pillow's legacy
+``GifImagePlugin.getdata`` supplies the image descriptor, local colour table and LZW data; the
+header, loop, comment and per-frame delay blocks are written here (GIF89a). (Pillow's quantiser
+and LZW encoder hold the GIL, so a worker thread would not overlap them.)
 
 Like Pillow's own animated-GIF writer, a frame identical to the previous one is merged into it
 (summed delay) and a frame that changes only a region is stored as that region.
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import math
 import struct
-from functools import partial
 from typing import BinaryIO
 
 import numpy as np
 from PIL import GifImagePlugin, Image
-
-from lib_animatediff.ordered_jobs import OrderedJobs
 
 PALETTE_SAMPLE_FRAMES = 16  # a streamed global palette is fitted to the first frames
 PALETTE_SAMPLE_PIXELS = 1 << 18
@@ -93,7 +90,7 @@ class GifEncoder:
         self.dither = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
         self._waiting: list[tuple[np.ndarray, int]] = []  # frames held until the palette is fitted
         self._previous: np.ndarray | None = None
-        self._jobs = OrderedJobs(workers=1)  # quantising; the newest frame is written on the next
+        self._pending: list | None = None  # [image, box, duration] of the newest frame, not written yet
         self._table: bytes | None = None  # the global colour table once the header is written
 
     def add(self, frame: np.ndarray, duration_ms: int) -> None:
@@ -107,25 +104,19 @@ class GifEncoder:
         if self._previous is not None:
             changed = changed_box(self._previous, frame)
             if changed is None:
-                self._jobs.newest.info["duration"] += duration_ms
+                self._pending[2] += duration_ms
                 return
             box = changed
+        self._write_pending()
         self._previous = frame.copy()
-        region = self._previous[box[1] : box[3], box[0] : box[2]]
-        self._jobs.submit(partial(self._quantize, region), box=box, duration=duration_ms)
-        self._write_ready(keep=1)
+        self._pending = [self._quantize(frame[box[1] : box[3], box[0] : box[2]]), box, duration_ms]
 
     def close(self) -> None:
         """Write what is still held and the trailer."""
         if self._waiting:
             self._fit_and_release()
-        self._write_ready(keep=0)
+        self._write_pending()
         self.file.write(b";")
-        self._jobs.shutdown()
-
-    def abort(self) -> None:
-        """Stop the worker without writing more."""
-        self._jobs.shutdown()
 
     def _fit_and_release(self) -> None:
         self.palette = fit_palette([frame for frame, _ in self._waiting])
@@ -139,18 +130,20 @@ class GifEncoder:
             return image.quantize(palette=self.palette, dither=self.dither)
         return image.quantize(256, method=Image.Quantize.FASTOCTREE)
 
-    def _write_ready(self, keep: int) -> None:
-        """Write the quantised frames, oldest first, until ``keep`` are left (the newest may still
-        absorb repeats)."""
-        for image, job in self._jobs.take(keep):
-            palette = bytes(image.getpalette() or [])
-            if self._table is None:  # the first frame, always whole
-                self._write_header(image.size, palette)
-            delay = struct.pack("<H", min(65535, round(job.info["duration"] / 10)))
-            self.file.write(b"!\xf9\x04\x00" + delay + b"\x00\x00")  # graphic control: delay only
-            local = palette != self._table
-            for part in GifImagePlugin.getdata(image, job.info["box"][:2], include_color_table=local):
-                self.file.write(part)
+    def _write_pending(self) -> None:
+        """Write the held frame (its duration is final once a different frame has come)."""
+        if self._pending is None:
+            return
+        image, box, duration = self._pending
+        self._pending = None
+        palette = bytes(image.getpalette() or [])
+        if self._table is None:  # the first frame, always whole
+            self._write_header(image.size, palette)
+        delay = struct.pack("<H", min(65535, round(duration / 10)))
+        self.file.write(b"!\xf9\x04\x00" + delay + b"\x00\x00")  # graphic control: delay only
+        local = palette != self._table
+        for part in GifImagePlugin.getdata(image, box[:2], include_color_table=local):
+            self.file.write(part)
 
     def _write_header(self, size: tuple[int, int], palette: bytes) -> None:
         """Screen descriptor with the first frame's (or the global) palette as the global table."""

@@ -5,28 +5,23 @@ tries several candidate encodings per frame (key frame or sub-frame, each dispos
 is one key frame encoded by Pillow's still-image encoder and wrapped in the RIFF container of the
 WebP container specification: ``RIFF``/``WEBP``, ``VP8X`` (animation, EXIF flags), ``ANIM``
 (background, loop count), one ``ANMF`` per frame (position, size, duration, no blending), and the
-``EXIF`` chunk last. The RIFF size is patched on ``close``, so the file must be seekable. Frames
-are encoded on two worker threads (libwebp releases the GIL) and written in order.
+``EXIF`` chunk last. The RIFF size is patched on ``close``, so the file must be seekable.
 """
 
 from __future__ import annotations
 
 import io
 import struct
-from functools import partial
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
-
-from lib_animatediff.ordered_jobs import OrderedJobs
 
 _VP8X_ANIMATION = 0x02
 _VP8X_EXIF = 0x08
 _FRAME_DATA_CHUNKS = (b"ALPH", b"VP8 ", b"VP8L")
 _NO_BLEND = 0x02
 MAX_DURATION_MS = 2**24 - 1
-WORKERS = 2
 
 
 def chunk(fourcc: bytes, payload: bytes) -> bytes:
@@ -38,10 +33,10 @@ def _uint24(value: int) -> bytes:
     return struct.pack("<I", value)[:3]
 
 
-def frame_bitstream(image: Image.Image, *, quality: int, lossless: bool, method: int) -> bytes:
-    """The ``ALPH``/``VP8 ``/``VP8L`` chunks of ``image`` encoded as a still WebP."""
+def frame_bitstream(frame: np.ndarray, *, quality: int, lossless: bool, method: int) -> bytes:
+    """The ``ALPH``/``VP8 ``/``VP8L`` chunks of ``frame`` encoded as a still WebP."""
     buffer = io.BytesIO()
-    image.save(buffer, format="WEBP", quality=quality, lossless=lossless, method=method)
+    Image.fromarray(frame).save(buffer, format="WEBP", quality=quality, lossless=lossless, method=method)
     data = buffer.getvalue()
     parts, offset = [], 12  # after "RIFF" size "WEBP"
     while offset + 8 <= len(data):
@@ -76,38 +71,26 @@ class WebpEncoder:
         self.exif = exif
         self.options = {"quality": quality, "lossless": lossless, "method": method}
         self._start: int | None = None
-        self._jobs = OrderedJobs(workers=WORKERS)
 
     def add(self, frame: np.ndarray, duration_ms: int) -> None:
-        """Queue one frame (copied at once) shown for ``duration_ms``."""
+        """Encode and write one frame shown for ``duration_ms``."""
         height, width = frame.shape[:2]
         if self._start is None:
             self._write_header(width, height)
         header = _uint24(0) + _uint24(0) + _uint24(width - 1) + _uint24(height - 1)
         header += _uint24(min(MAX_DURATION_MS, duration_ms)) + bytes([_NO_BLEND])
-        self._jobs.submit(partial(frame_bitstream, Image.fromarray(frame), **self.options), header=header)
-        self._write_ready(keep=WORKERS)
+        self.file.write(chunk(b"ANMF", header + frame_bitstream(frame, **self.options)))
 
     def close(self) -> None:
-        """Write the frames still in flight, the EXIF chunk, and patch the RIFF size."""
+        """Append the EXIF chunk and patch the RIFF size."""
         if self._start is None:
             raise ValueError("an animated WebP needs at least one frame")
-        self._write_ready(keep=0)
-        self._jobs.shutdown()
         if self.exif:
             self.file.write(chunk(b"EXIF", self.exif))
         end = self.file.tell()
         self.file.seek(self._start + 4)
         self.file.write(struct.pack("<I", end - self._start - 8))
         self.file.seek(end)
-
-    def abort(self) -> None:
-        """Stop the workers without writing more."""
-        self._jobs.shutdown()
-
-    def _write_ready(self, keep: int) -> None:
-        for bitstream, job in self._jobs.take(keep):
-            self.file.write(chunk(b"ANMF", job.info["header"] + bitstream))
 
     def _write_header(self, width: int, height: int) -> None:
         self._start = self.file.tell()

@@ -203,10 +203,6 @@ class GifWriter(_FileWriter):
         if self.options.gif_gifsicle:
             _gifsicle(self.path)
 
-    def abort(self) -> None:
-        self.encoder.abort()
-        super().abort()
-
 
 def _gifsicle(path: Path) -> None:
     executable = shutil.which("gifsicle")
@@ -367,10 +363,6 @@ class WebpWriter(_FileWriter):
     def close(self) -> None:
         self.encoder.close()
         super().close()
-
-    def abort(self) -> None:
-        self.encoder.abort()
-        super().abort()
 
 
 class PngFramesWriter(FrameWriter):
