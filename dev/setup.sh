@@ -23,3 +23,5 @@ if ! { command -v gifsicle && command -v chromium && command -v chromedriver; } 
 fi
 # The UI tests' own venv (A1111 1.10's gradio 3.41.2 stack) and Debian's chromium.
 bash dev/setup_ui.sh
+# The Python 3.10 venv the A1111-facing tests also run in (A1111 1.10 runs on 3.10).
+bash dev/setup_py310.sh

@@ -27,14 +27,7 @@ from PIL import Image
 from lib_animatediff import writers
 from lib_animatediff.writers import OutputOptions
 
-__all__ = [
-    "FORMATS",
-    "VIDEO_FORMATS",
-    "OutputOptions",
-    "as_rgb_frames",
-    "output_stem",
-    "save",
-]
+__all__ = ["FORMATS", "VIDEO_FORMATS", "OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "save"]
 
 Writer = Callable[..., None]
 
@@ -47,6 +40,14 @@ VIDEO_FORMATS = ("GIF", "MP4", "WEBP", "WEBM")
 MAX_REQUEST_ID_LENGTH = 64
 MAX_LOOP_NUMBER = 65535
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class WriteError(OSError):
+    """Writing one output file failed; names the file (the original error is its ``__cause__``)."""
+
+    def __init__(self, path: Path, error: Exception) -> None:
+        super().__init__(f"could not write {path}: {error}")
+        self.path = path
 
 
 def sanitize_request_id(request_id: str) -> str:
@@ -207,11 +208,11 @@ def _settings(fps: float, loop_number: int, infotext: str, options: OutputOption
 
 @contextmanager
 def _noted(final: Path) -> Iterator[None]:
+    """Errors of the writer of ``final`` become a ``WriteError`` naming it (interrupts pass)."""
     try:
         yield
-    except BaseException as error:
-        error.add_note(f"while writing {final}")
-        raise
+    except Exception as error:
+        raise WriteError(final, error) from error
 
 
 def save(
@@ -235,7 +236,8 @@ def save(
     ``loop_number``: plays of GIF/WEBP, 0 = forever. ``infotext`` "" embeds no metadata.
     Returns the written paths: videos first in the original's order (GIF, MP4, WEBP, WEBM), then
     the PNG folder and the TXT file. Nothing is written when any format fails; an existing target
-    is never overwritten (``FileExistsError``). Bad arguments raise ``ValueError`` before any work.
+    is never overwritten (``FileExistsError``); a failing writer raises :class:`WriteError` naming
+    the file (an interrupt passes through unchanged). Bad arguments raise ``ValueError`` first.
     """
     arrays = None if isinstance(frames, Iterator) else as_rgb_frames(frames)
     targets = _targets(stem, formats, fps, loop_number, infotext)

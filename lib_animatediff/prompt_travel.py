@@ -26,11 +26,14 @@ frames than the context), which interpolates across the end of the video.
 from __future__ import annotations
 
 import bisect
+import copy
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+
+Cond = TypeVar("Cond", torch.Tensor, dict[str, torch.Tensor])  # one tensor, or SDXL's dict of them
 
 SLERP_DOT_THRESHOLD = 0.9995
 _KEYFRAME = re.compile(r"(-?\d+):(?=\s|$)\s*(.*?)\s*")
@@ -164,19 +167,21 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return mixed.to(a.dtype)
 
 
-def interpolate(
-    cond: torch.Tensor | Mapping[str, torch.Tensor], schedule: PromptSchedule, *, closed: bool
-) -> torch.Tensor | dict[str, torch.Tensor]:
+def interpolate(cond: Cond, schedule: PromptSchedule, *, closed: bool) -> Cond:
     """Per-frame conditioning (rows = frames) with every frame travelled between its keyframes.
 
     ``cond`` is one tensor or a dict of tensors (SDXL ``crossattn``/``vector``), each with one row per
-    frame; the number of rows sets the wrap distance, as in the original.
+    frame; the number of rows sets the wrap distance, as in the original. A dict comes back as a
+    copy of its own type, so a host's dict subclass (A1111's ``DictWithShape``, whose ``.shape``
+    A1111's CFG denoiser reads) keeps its class and attributes.
     """
-    if not schedule.is_travel:
-        return cond if isinstance(cond, torch.Tensor) else dict(cond)
     if isinstance(cond, torch.Tensor):
-        return _travel(cond, sorted(schedule.keyframes), closed)
-    return {name: _travel(tensor, sorted(schedule.keyframes), closed) for name, tensor in cond.items()}
+        return _travel(cond, sorted(schedule.keyframes), closed) if schedule.is_travel else cond
+    travelled = copy.copy(cond)
+    if schedule.is_travel:
+        for name, tensor in cond.items():
+            travelled[name] = _travel(tensor, sorted(schedule.keyframes), closed)
+    return travelled
 
 
 def _travel(cond: torch.Tensor, keys: list[int], closed: bool) -> torch.Tensor:

@@ -46,6 +46,10 @@ claim_packages()
 
 from modules import script_callbacks, scripts, shared  # noqa: E402
 
+from lib_animatediff.a1111.host_check import check_host  # noqa: E402
+
+check_host(scripts, script_callbacks)
+
 import motion_module  # noqa: E402, F401  (imported now, while the extension folder is on sys.path)
 from lib_animatediff.a1111 import (  # noqa: E402
     api,
@@ -118,6 +122,7 @@ class AnimateDiffScript(scripts.Script):
             loaded_model=lambda: sd_models.model_data.sd_model,
             on_unload=model_cache.cache.offload,
             on_remove=model_cache.cache.remove,
+            film_problem=outputs.missing_film_model,
         )
         components = self._ui.render()
         self.infotext_fields = self._ui.infotext_fields
@@ -131,6 +136,11 @@ class AnimateDiffScript(scripts.Script):
         run = script_flow.current_run(p)
         if run is not None and self.is_img2img:
             run.prepare_init_latents()
+
+    def process_before_every_sampling(self, p, *args, **kwargs) -> None:
+        run = script_flow.current_run(p)
+        if run is not None and kwargs.get("noise") is not None:
+            run.reschedule_noise(kwargs["noise"])
 
     def postprocess_batch_list(self, p, pp, *args, **kwargs) -> None:
         run = script_flow.current_run(p)

@@ -81,3 +81,41 @@ def test_routes_are_namespaced_and_report_the_version() -> None:
     assert methods == ["GET"]
     text = api.PYPROJECT.read_text()
     assert f'version = "{endpoint()["version"]}"' in text
+
+
+@pytest.mark.parametrize("is_img2img", [False, True])
+def test_arguments_a1111_fills_from_defaults_for_other_requests_mean_off(is_img2img: bool) -> None:
+    """A request that does not name AnimateDiff gets the accordion's default values (A1111's
+    ``init_default_script_args``), which may be anything, ``False`` or ``None`` in the model slot
+    included: they switch AnimateDiff off and are never an error."""
+    defaults = AnimateDiffParams().to_ui(is_img2img=is_img2img)
+    for model in (False, None, "", 123):
+        values = [model, *defaults[1:]]
+        values[AnimateDiffParams.FIELDS.index("video_length")] = None
+        values[AnimateDiffParams.FIELDS.index("format")] = False
+        params = api.parse_script_args(values, is_img2img=is_img2img, default_format=["GIF"])
+        assert params == AnimateDiffParams() and not params.enable
+    assert not api.parse_script_args([], is_img2img=is_img2img).enable
+    assert not api.parse_script_args([None] * 3, is_img2img=is_img2img).enable
+
+
+@pytest.mark.parametrize("request_fields", [{"enable": False, "video_length": -1}, {"model": 5}, {}])
+def test_an_api_dict_that_does_not_enable_animatediff_is_not_read(request_fields: dict) -> None:
+    assert api.parse_script_args([request_fields], is_img2img=False) == AnimateDiffParams()
+
+
+def test_an_enable_value_that_is_no_boolean_is_an_error() -> None:
+    with pytest.raises(ParamsError) as caught:
+        api.parse_script_args([{"enable": "maybe"}], is_img2img=False)
+    assert caught.value.field == "enable"
+
+
+def test_enabled_positional_values_are_read_and_checked() -> None:
+    values = AnimateDiffParams(enable=True).to_ui(is_img2img=False)
+    values[AnimateDiffParams.FIELDS.index("video_length")] = -1
+    with pytest.raises(ParamsError) as caught:
+        api.parse_script_args(values, is_img2img=False)
+    assert caught.value.field == "video_length"
+    values[AnimateDiffParams.FIELDS.index("video_length")] = 8
+    values[AnimateDiffParams.FIELDS.index("enable")] = "True"
+    assert api.parse_script_args(values, is_img2img=False).video_length == 8

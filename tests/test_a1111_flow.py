@@ -293,3 +293,32 @@ def test_the_motion_module_leaves_the_gpu_under_lowvram_or_the_setting(
     ext.host.processing.process_images(ext.processing(video_params()))
     assert len(gifs(ext)) == 1
     assert calls == ([True] if offloaded else [])
+
+
+def test_freenoise_reschedules_the_noise_a1111_samples_from(ext: Extension, monkeypatch) -> None:
+    """FreeNoise in A1111: the sampler starts from noise whose every chunk of ``context - overlap``
+    frames after the first window is a shuffle of the frames one context earlier."""
+    starts: list[torch.Tensor] = []
+    sampler_class = ext.host.sd_samplers_kdiffusion.KDiffusionSampler
+    sample = sampler_class.sample
+
+    def recording_sample(self, p, x, *args, **kwargs):
+        starts.append(x.clone())
+        return sample(self, p, x, *args, **kwargs)
+
+    monkeypatch.setattr(sampler_class, "sample", recording_sample)
+    frames, context, overlap = 10, 4, 1
+    results = {}
+    for noise in ("default", "freenoise"):
+        params = video_params(video_length=frames, overlap=overlap, noise=noise, format=("GIF", "Frame"))
+        res = ext.host.processing.process_images(ext.processing(params, is_api=True))
+        results[noise] = np.stack([np.asarray(frame) for frame in res.images[1:]])
+    plain, rescheduled = starts
+    assert torch.equal(rescheduled[:context], plain[:context])
+    chunk = context - overlap
+    for start in range(context, frames, chunk):
+        sources = rescheduled[start - context : start - context + chunk]
+        for frame in rescheduled[start : start + chunk]:
+            assert any(torch.equal(frame, source) for source in sources)
+    assert not torch.equal(rescheduled, plain)
+    assert not np.array_equal(results["default"], results["freenoise"])

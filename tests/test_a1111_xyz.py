@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lib_animatediff.a1111 import xyz
+from lib_animatediff.a1111 import api, xyz
 from lib_animatediff.coercion import ParamsError
 from lib_animatediff.params import AnimateDiffParams
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension
@@ -53,6 +53,11 @@ def ui_params(**changes) -> AnimateDiffParams:
     return AnimateDiffParams(**values)
 
 
+def cell_params(p) -> AnimateDiffParams:
+    """The params ``before_process`` reads for this cell: the accordion's values and the axis values."""
+    return api.parse_script_args(p.script_args, is_img2img=False, overrides=xyz.overrides_of(p))
+
+
 def gif_lengths(ext: Extension) -> list[int]:
     lengths = []
     for gif in sorted((ext.host.root / "outputs" / "AnimateDiff").rglob("*.gif")):
@@ -92,17 +97,23 @@ def test_apply_stores_the_value_on_that_p_only(ext: Extension, plot) -> None:
     assert getattr(p, xyz.XYZ_ATTRIBUTE) == {"closed_loop": "A"}
     assert getattr(first, xyz.XYZ_ATTRIBUTE) == {"closed_loop": "A", "video_length": 5}
     assert getattr(second, xyz.XYZ_ATTRIBUTE) == {"closed_loop": "A", "video_length": 6}
-    assert xyz.apply_overrides(first, ui_params()) == ui_params(closed_loop="A", video_length=5)
-    fresh = ext.processing(ui_params())
-    assert xyz.apply_overrides(fresh, ui_params()) == ui_params()
+    assert cell_params(first) == ui_params(closed_loop="A", video_length=5)
+    assert cell_params(ext.processing(ui_params())) == ui_params()
 
 
 def test_an_axis_value_is_validated_with_the_other_values(ext: Extension, plot) -> None:
     p = ext.processing(ui_params())
     axis(plot, "Overlap").apply(p, CONTEXT, [CONTEXT])
     with pytest.raises(ParamsError) as caught:
-        xyz.apply_overrides(p, ui_params())
+        cell_params(p)
     assert caught.value.field == "overlap"
+
+
+def test_an_enabled_axis_turns_on_a_disabled_accordion_with_its_values(ext: Extension, plot) -> None:
+    p = ext.processing(ui_params(enable=False))
+    assert not cell_params(p).enable
+    axis(plot, "Enabled").apply(p, True, [False, True])
+    assert cell_params(p) == ui_params()
 
 
 def test_a_plot_over_video_length_overrides_the_ui_and_grids_first_frames(ext: Extension, plot) -> None:

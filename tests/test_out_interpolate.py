@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from lib_animatediff import interpolate as interp
 from lib_animatediff.interpolate import frames_between, interpolate, interpolated_count
+from tests.fixtures.film_standins import DtProbe, LinearMotionFilm, save_film
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
@@ -86,50 +85,6 @@ def test_optical_flow_moves_the_square(speed: int) -> None:
         assert (top, bottom) == (20, 20 + SIZE - 1)
         centre = frame[20 + SIZE // 2, round(expected_left) + SIZE // 2].astype(int)
         assert np.abs(centre - SQUARE).max() <= 12  # solid colour, not a blend
-
-
-class LinearMotionFilm(torch.nn.Module):
-    """Stand-in for FILM that is exact for one object translating on a flat background: it finds the
-    object in both inputs (centroid of red-minus-green) and shifts ``img0`` by ``dt`` of the way.
-    It also checks the calling convention FILM needs: NCHW, RGB in [0, 1], sides multiples of 64,
-    ``dt`` of shape (1, 1)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer(
-            "scale", torch.ones(1, dtype=torch.float16)
-        )  # an fp16 export, like the real file
-
-    def centroid(self, image: torch.Tensor) -> torch.Tensor:
-        mass = torch.relu(image[:, 0] - image[:, 1])[0]
-        ys = torch.arange(mass.shape[0], dtype=image.dtype).unsqueeze(1)
-        xs = torch.arange(mass.shape[1], dtype=image.dtype).unsqueeze(0)
-        return torch.stack([(mass * xs).sum(), (mass * ys).sum()]) / mass.sum()
-
-    def forward(self, img0: torch.Tensor, img1: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        assert dt.shape[0] == 1 and dt.shape[1] == 1 and dt.dim() == 2
-        assert img0.shape[1] == 3 and img0.shape[2] % 64 == 0 and img0.shape[3] % 64 == 0
-        assert float(img0.max()) <= 1.0 and float(img0.min()) >= 0.0
-        shift = (self.centroid(img1) - self.centroid(img0)) * dt[0, 0] * self.scale.to(img0.dtype)
-        height, width = img0.shape[2], img0.shape[3]
-        ys = (torch.arange(height, dtype=img0.dtype) + 0.5 - shift[1]) / height * 2 - 1
-        xs = (torch.arange(width, dtype=img0.dtype) + 0.5 - shift[0]) / width * 2 - 1
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0)
-        return F.grid_sample(img0, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-class DtProbe(torch.nn.Module):
-    """Returns a flat grey image of value ``dt``: shows which dt each in-between was made with."""
-
-    def forward(self, img0: torch.Tensor, img1: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(img0) * dt.reshape(1, 1, 1, 1)
-
-
-def save_film(module: torch.nn.Module, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / interp.FILM_MODEL_NAME
-    torch.jit.save(torch.jit.script(module), str(path))
-    return path
 
 
 def test_film_moves_the_square(tmp_path: Path) -> None:

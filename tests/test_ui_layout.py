@@ -16,7 +16,7 @@ gr = pytest.importorskip(
     "gradio", reason="gradio lives in .venv-ui; tests/test_ui_venv.py runs this file there"
 )
 
-from lib_animatediff.a1111 import settings  # noqa: E402
+from lib_animatediff.a1111 import api, settings  # noqa: E402
 from lib_animatediff.a1111.ui import (  # noqa: E402
     AnimateDiffUI,
     hidden_tags_for,
@@ -314,3 +314,23 @@ def test_every_default_save_format_choice_parses():
     for name in options["animatediff_default_save_formats"].component_args["choices"]:
         if name != "TXT":
             AnimateDiffParams(format=[name])
+
+
+@pytest.mark.parametrize("is_img2img", [False, True])
+def test_default_values_the_api_collects_mean_animatediff_off(tmp_path, is_img2img):
+    """A1111's API builds every request's script arguments from ``elem.value`` of the components
+    ``ui()`` returns (``init_default_script_args``); with an empty model folder, too, they parse as
+    AnimateDiff off without an error."""
+    for model_dir in (_model_dir(tmp_path), tmp_path / "empty"):
+        _, components = _build(model_dir, is_img2img)
+        values = [component.value for component in components]
+        assert not api.parse_script_args(values, is_img2img=is_img2img).enable
+
+
+def test_choosing_film_without_its_model_says_where_to_put_it(tmp_path):
+    message = "FILM needs film_net_fp16.pt: put it into /models/Deforum/film_interpolation"
+    ui, _ = _build(_model_dir(tmp_path), False, film_problem=lambda: message)
+    assert ui.interp_changed("FILM") == gr.update(value=message, visible=True)
+    assert ui.interp_changed("Optical flow")["visible"] is False
+    ui, _ = _build(_model_dir(tmp_path), False, film_problem=lambda: None)
+    assert ui.interp_changed("FILM")["visible"] is False

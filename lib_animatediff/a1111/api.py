@@ -9,11 +9,14 @@ Extra routes: ``GET /animatediff/v1/version`` and ``GET /animatediff/v1/models``
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lib_animatediff.coercion import as_bool
 from lib_animatediff.params import AnimateDiffParams
 
 VIDEO_ORDER = ("GIF", "MP4", "WEBP", "WEBM")  # the order of video files in the API's ``images``
@@ -41,15 +44,53 @@ class RequestError(ValueError):
         return cls(str(error), field=getattr(error, "field", None))
 
 
+ENABLE_SLOT = AnimateDiffParams.FIELDS.index("enable")  # in the accordion's positional values
+
+
+def requested_enable(args: Sequence[Any]) -> Any:
+    """The ``enable`` value of the script's arguments (a dict, our params or the positional list)."""
+    first = args[0] if args else None
+    if isinstance(first, AnimateDiffParams):
+        return first.enable
+    if isinstance(first, Mapping):
+        return first.get("enable", AnimateDiffParams.enable)
+    return args[ENABLE_SLOT] if len(args) > ENABLE_SLOT else AnimateDiffParams.enable
+
+
+def turns_on(value: Any) -> bool:
+    """Whether an ``enable`` value switches AnimateDiff on: ``True`` or the text ``true`` only."""
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def parse_script_args(
-    args: Sequence[Any], *, is_img2img: bool, default_format: Sequence[str] | None = None
+    args: Sequence[Any],
+    *,
+    is_img2img: bool,
+    default_format: Sequence[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> AnimateDiffParams:
-    """The script's arguments as params: a dict in the first slot (API) or the positional UI list."""
+    """The script's arguments as params: a dict in the first slot (API) or the positional UI list,
+    with ``overrides`` (an X/Y/Z plot cell's values) put over them.
+
+    Arguments that do not turn AnimateDiff on give the disabled defaults without being read any
+    further: A1111's API fills the arguments of every script a request does not name from the
+    accordion's default values (``init_default_script_args``), and such a request must run as if
+    the extension were absent, whatever those values are. An API dict with an ``enable`` that is
+    neither a boolean nor ``true``/``false`` is an error.
+    """
+    overrides = overrides or {}
+    enable = overrides["enable"] if "enable" in overrides else requested_enable(args)
+    if not turns_on(enable):
+        if args and isinstance(args[0], Mapping) and "enable" not in overrides:
+            as_bool("enable", enable)
+        return AnimateDiffParams()
     if args and isinstance(args[0], AnimateDiffParams):
-        return args[0]
-    if args and isinstance(args[0], Mapping):
-        return AnimateDiffParams.from_api(args[0], default_format=default_format)
-    return AnimateDiffParams.from_ui(list(args), is_img2img=is_img2img)
+        params = args[0]
+    elif args and isinstance(args[0], Mapping):
+        params = AnimateDiffParams.from_api(args[0], default_format=default_format)
+    else:
+        params = AnimateDiffParams.from_ui(list(args), is_img2img=is_img2img)
+    return dataclasses.replace(params, **overrides) if overrides else params
 
 
 def encode_file(path: Path) -> str:
@@ -72,6 +113,7 @@ def result_images(
     return encoded + (list(frames) if "Frame" in formats else [])
 
 
+@functools.cache
 def version() -> str:
     """This extension's version (from its ``pyproject.toml``)."""
     match = re.search(r'^version\s*=\s*"([^"]+)"', PYPROJECT.read_text(encoding="utf-8"), re.MULTILINE)

@@ -1,7 +1,7 @@
 """The ``AnimateDiff`` infotext entry: written into generation parameters, expanded on paste.
 
 Written as the original does, one entry ``AnimateDiff: "model: ..., video_length: ..., ...,
-mm_hash: <8 hex>"`` in ``p.extra_generation_params``. Pasting (``on_infotext_pasted``) splits it
+mm_hash: <8 hex>, ..., version: <ours>"`` in ``p.extra_generation_params``. Pasting (``on_infotext_pasted``) splits it
 into ``AnimateDiff <field>`` keys for the accordion and ticks "Enable AnimateDiff".
 """
 
@@ -13,9 +13,14 @@ from lib_animatediff.params import INFOTEXT_PREFIX, AnimateDiffParams, ParamsErr
 
 
 def write(p: Any, params: AnimateDiffParams, motion_module: Any, *, is_img2img: bool) -> None:
-    """Record the resolved params and the motion module's short hash in ``p``'s infotext."""
+    """Record the resolved params, the motion module's short hash and this extension's version in
+    ``p``'s infotext."""
+    from lib_animatediff.a1111.api import version
+
     short_hash = getattr(motion_module, "short_hash", None)
-    p.extra_generation_params[INFOTEXT_PREFIX] = params.to_infotext(mm_hash=short_hash, is_img2img=is_img2img)
+    p.extra_generation_params[INFOTEXT_PREFIX] = params.to_infotext(
+        mm_hash=short_hash, version=version(), is_img2img=is_img2img
+    )
 
 
 def on_infotext_pasted(infotext: str, params: dict[str, Any]) -> None:

@@ -6,10 +6,15 @@ only when A1111's "save incomplete images" is on. The UI gallery then shows each
 or its first frame; the API answers with base64 of each video file (+ the frames with ``Frame``),
 as the original does. A cell of an X/Y/Z plot gets the first frame of each video (the plot draws
 its grid from images). When no video file was asked for (PNG/TXT only) the result is left as is.
+With A1111's ``enable_pnginfo`` off no file carries the infotext (and TXT is not written). FILM
+interpolation runs when ``film_net_fp16.pt`` is in one of :func:`film_dirs`, otherwise optical flow
+does, and the infotext says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from lib_animatediff.a1111 import api, settings, xyz
 
 GALLERY_SUFFIXES = (".gif", ".webp")
 INTERP_METHODS = {"FILM": "film", "Optical flow": "optical flow"}
+logger = logging.getLogger(__name__)
 
 
 def split_videos(res: Any, num_frames: int, video_length: int) -> list[tuple[int, int, list[Any]]]:
@@ -31,26 +37,68 @@ def split_videos(res: Any, num_frames: int, video_length: int) -> list[tuple[int
     return videos
 
 
-def finish_frames(frames: list[Any], params: Any) -> list[Any]:
-    """Closed loop ``A`` ping-pong (as the original) then frame interpolation."""
+def film_dirs() -> list[Path]:
+    """Where the FILM model is looked for: Deforum's folder (where the original expects it, and the
+    first choice to put it in), A1111's models folder, and the motion-module folder."""
     from modules import paths
 
+    from lib_animatediff.a1111.model_cache import model_dir
+
+    models = Path(paths.models_path)
+    return [models / "Deforum" / "film_interpolation", models, model_dir()]
+
+
+def missing_film_model() -> str | None:
+    """``None`` when FILM can run, else what to do about it (shown in the log and the UI)."""
+    if interpolate.find_film_model(film_dirs()) is not None:
+        return None
+    return (
+        f"FILM needs {interpolate.FILM_MODEL_NAME}: put it into {film_dirs()[0]} (or {film_dirs()[1]}); "
+        "until then frames are interpolated with optical flow."
+    )
+
+
+def interpolation_method(params: Any) -> Any:
+    """``params`` with ``interp`` naming the method that will really run: FILM without its model
+    file becomes ``Optical flow`` (said in the log), so the infotext tells what was done."""
+    if params.interp != "FILM":
+        return params
+    problem = missing_film_model()
+    if problem is None:
+        return params
+    logger.warning("%s", problem)
+    return dataclasses.replace(params, interp="Optical flow")
+
+
+def finish_frames(frames: list[Any], params: Any) -> list[Any]:
+    """Closed loop ``A`` ping-pong (as the original) then frame interpolation."""
     frames = frame_ops.apply_closed_loop(
         frames, params.closed_loop, video_length=params.video_length, batch_size=params.batch_size
     )
     if params.interp != "Off":
-        film_dir = Path(paths.models_path) / "Deforum" / "film_interpolation"
         frames = interpolate.interpolate(
-            frames, params.interp_x, method=INTERP_METHODS[params.interp], film_dirs=[film_dir]
+            frames, params.interp_x, method=INTERP_METHODS[params.interp], film_dirs=film_dirs()
         )
     return frames
 
 
 def file_formats(params: Any) -> list[str]:
     """Formats written here: the chosen ones; PNG only when frames go to the AnimateDiff folder
-    (otherwise A1111 saves the frames itself)."""
+    (otherwise A1111 saves the frames itself); TXT only while A1111's "Save text information about
+    generation parameters" (``enable_pnginfo``) is on, since it holds nothing else."""
     custom_png = bool(settings.get("animatediff_save_to_custom"))
-    return [f for f in params.format if f != "Frame" and (f != "PNG" or custom_png)]
+    pnginfo = embeds_infotext()
+    chosen = [f for f in params.format if f != "Frame" and (f != "PNG" or custom_png)]
+    if "TXT" in chosen and not pnginfo:
+        logger.info("TXT is not written: A1111's setting enable_pnginfo is off.")
+    return [f for f in chosen if f != "TXT" or pnginfo]
+
+
+def embeds_infotext() -> bool:
+    """A1111's ``enable_pnginfo``: whether files carry the generation parameters."""
+    from modules import shared
+
+    return bool(getattr(shared.opts, "enable_pnginfo", True))
 
 
 def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
@@ -71,11 +119,12 @@ def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
             continue
         seed = res.all_seeds[offset - res.index_of_first_image]
         infotext = res.infotexts[offset] if offset < len(res.infotexts) else res.info
+        embedded = infotext if embeds_infotext() else ""
         frames = finish_frames(frames, params)
         stem = output.output_stem(p.outpath_samples, int(seed), params.request_id)
         files = output.save(
             frames, stem, file_formats(params), fps=params.fps, loop_number=params.loop_number,
-            infotext=infotext, options=options,
+            infotext=embedded, options=options,
         )  # fmt: skip
         written.append(files)
         all_frames += frames

@@ -16,6 +16,8 @@ Order of events (A1111 1.10.1 ``processing.process_images``):
   exceptions, Interrupt and Skip.
 * ``before_process_batch`` — img2img: init latent → per-frame latents (latent power/scale, last frame).
   Not for an img2img batch (:mod:`lib_animatediff.a1111.i2i_batch`): its frames are the init images.
+* ``process_before_every_sampling`` (A1111 calls it inside ``p.sample`` with the noise of each
+  sampling pass, hires included) — FreeNoise reschedules that noise in place.
 * ``postprocess`` — :mod:`lib_animatediff.a1111.outputs` writes the videos and fills the result.
 """
 
@@ -26,8 +28,8 @@ from typing import Any
 
 import torch
 
-from lib_animatediff import freeinit, latents, prompt_travel
-from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, settings, source_length, xyz
+from lib_animatediff import freeinit, latents, prompt_travel, windows
+from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, settings, source_length, xyz
 from lib_animatediff.a1111.api import RequestError, parse_script_args
 from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
@@ -75,7 +77,7 @@ class AnimateDiffRun:
         )
         if self.controlnet is not None:
             params = self.controlnet.fit(params, automatic_length=automatic_length)
-        self.params = params.validate(max_frames=max_frames)
+        self.params = outputs.interpolation_method(params.validate(max_frames=max_frames))
         self.p = p
         self.is_img2img = is_img2img
         self.num_frames = self.params.frame_count
@@ -87,6 +89,7 @@ class AnimateDiffRun:
         self.incomplete_batches: set[int] = set()
         self.init_latent: torch.Tensor | None = None
         self.last_latent: torch.Tensor | None = None
+        self.freeinit_noise: torch.Tensor | None = None
         self._host_sample = p.sample
 
     # ---- before_process ---------------------------------------------------------------------
@@ -179,6 +182,7 @@ class AnimateDiffRun:
         def sample_from(noise: torch.Tensor, iteration: int) -> torch.Tensor:
             p.enable_hr = hires and iteration == last
             rng.next = lambda: noise
+            self.freeinit_noise = noise if iteration else None
             return self._host_sample(*args, **kwargs)
 
         try:
@@ -195,6 +199,7 @@ class AnimateDiffRun:
         finally:
             vars(rng).pop("next", None)
             p.enable_hr = hires
+            self.freeinit_noise = None
         return samples
 
     def _fresh_noise(self, like: torch.Tensor, iteration: int) -> torch.Tensor | None:
@@ -203,6 +208,22 @@ class AnimateDiffRun:
             return None
         generator = torch.Generator().manual_seed(int(self.p.seeds[0]) * 101 + iteration)
         return torch.randn(like.shape, generator=generator).to(like)
+
+    # ---- process_before_every_sampling -----------------------------------------------------------
+    def reschedule_noise(self, noise: torch.Tensor) -> None:
+        """FreeNoise: after the first context window, each chunk of frames gets a seeded shuffle of the
+        noise one context earlier (:func:`lib_animatediff.windows.freenoise`), in place, so A1111's
+        sampler starts from it. FreeInit's later passes start from noise built on the rescheduled
+        noise already, which is left as it is."""
+        params = self.params
+        if params.noise != "freenoise" or noise is self.freeinit_noise or noise.shape[0] != self.num_frames:
+            return
+        generator = torch.Generator().manual_seed(int(self.p.seeds[0]))
+        noise.copy_(
+            windows.freenoise(
+                noise, context_size=params.batch_size, overlap=params.effective_overlap, generator=generator
+            )
+        )
 
     # ---- before_process_batch ----------------------------------------------------------------
     def prepare_init_latents(self) -> None:
@@ -255,9 +276,11 @@ def before_process(p: Any, args: Any, *, is_img2img: bool) -> AnimateDiffRun | N
     a bad value refuses the generation."""
     try:
         params = parse_script_args(
-            args, is_img2img=is_img2img, default_format=settings.get("animatediff_default_save_formats")
+            args,
+            is_img2img=is_img2img,
+            default_format=settings.get("animatediff_default_save_formats"),
+            overrides=xyz.overrides_of(p),
         )
-        params = xyz.apply_overrides(p, params)
         if not params.enable:
             return None
         run = AnimateDiffRun(p, params, is_img2img=is_img2img)

@@ -133,6 +133,7 @@ class AnimateDiffUI:
         loaded_model: Callable[[], Any] | None = None,
         on_unload: Callable[[], None] | None = None,
         on_remove: Callable[[], None] | None = None,
+        film_problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.is_img2img = is_img2img
         self.tab = "img2img" if is_img2img else "txt2img"
@@ -141,6 +142,7 @@ class AnimateDiffUI:
         self.loaded_model = loaded_model
         self.on_unload = on_unload
         self.on_remove = on_remove
+        self.film_problem = film_problem
         self.components: dict[str, gr.components.Component] = {}
         self.infotext_fields: list[tuple[gr.components.Component, str]] = []
         self.paste_field_names: list[str] = []
@@ -216,6 +218,8 @@ class AnimateDiffUI:
             with gr.Row():
                 c["interp"] = self._radio("interp", "Frame Interpolation", params.INTERP_METHODS)
                 c["interp_x"] = self._number("interp_x", "Interp X", minimum=1)
+            film_notice = gr.Markdown(visible=False, elem_id=self.elem_id("film_notice"))
+            c["interp"].change(self.interp_changed, inputs=[c["interp"]], outputs=[film_notice])
             self._render_freeinit()
             c["video_source"] = gr.Video(label="Video source", elem_id=self.elem_id("video_source"))
             c["video_source"].change(
@@ -331,6 +335,13 @@ class AnimateDiffUI:
             for action, label, name in buttons:
                 if action is not None:
                     gr.Button(label, elem_id=self.elem_id(name)).click(fn=action)
+
+    def interp_changed(self, method: str) -> dict:
+        """Choosing FILM while its model file is missing shows where to put it."""
+        import gradio as gr
+
+        problem = self.film_problem() if method == "FILM" and self.film_problem else None
+        return gr.update(value=problem or "", visible=bool(problem))
 
     @staticmethod
     def _source_changed(video: str | None) -> tuple[Any, Any]:

@@ -3,9 +3,9 @@
 The axes are added from ``script_callbacks.on_before_ui`` to the ``axis_options`` of the X/Y/Z plot
 module found in ``modules.scripts.scripts_data`` (A1111 loads it as ``xyz_grid.py``; older names are
 accepted as the original does), once. An axis value is stored on the processing object the plot
-made for its cell (a new dict each time: the plot's cells are shallow copies of one ``p``), and
-:func:`apply_overrides` puts the values over the UI/API parameters through
-:class:`~lib_animatediff.params.AnimateDiffParams`, so they are validated like any other value.
+made for its cell (a new dict each time: the plot's cells are shallow copies of one ``p``);
+:func:`lib_animatediff.a1111.api.parse_script_args` puts them (:func:`overrides_of`) over the
+UI/API parameters, so they are validated like any other value.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from lib_animatediff.coercion import as_bool
-from lib_animatediff.params import CLOSED_LOOP_MODES, INTERP_METHODS, AnimateDiffParams
+from lib_animatediff.params import CLOSED_LOOP_MODES, INTERP_METHODS
 
 XYZ_ATTRIBUTE = "animatediff_xyz"  # {field: value} of the X/Y/Z plot's cell, on its processing object
 LABEL_PREFIX = "[AnimateDiff]"
@@ -96,10 +96,9 @@ def register_axes() -> None:
         )
 
 
-def apply_overrides(p: Any, params: AnimateDiffParams) -> AnimateDiffParams:
-    """``params`` with this cell's axis values put over them (validated; ``ParamsError`` names the field)."""
-    overrides = getattr(p, XYZ_ATTRIBUTE, None)
-    return dataclasses.replace(params, **overrides) if overrides else params
+def overrides_of(p: Any) -> dict[str, Any]:
+    """This cell's axis values, ``{field: value}`` (validated with the other params when applied)."""
+    return dict(getattr(p, XYZ_ATTRIBUTE, None) or {})
 
 
 def in_xyz_plot(p: Any) -> bool:

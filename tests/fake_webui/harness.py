@@ -24,11 +24,14 @@ SCRIPT = REPO / "scripts" / "animatediff.py"
 MODEL_NAME = "tiny_v3.safetensors"
 
 
-def write_tiny_motion_module(folder: Path, name: str = MODEL_NAME, seed: int = 7) -> Path:
-    """A random-weight v3 motion module for the tiny SD1.5 UNet, saved as safetensors."""
+def write_tiny_motion_module(
+    folder: Path, name: str = MODEL_NAME, seed: int = 7, *, variant: str = "v3"
+) -> Path:
+    """A random-weight motion module (v3 by default) for the tiny UNet of its family, as safetensors."""
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_checkpoint(path, make_state_dict("v3", channels=block_channels("sd15"), seed=seed))
+    layout = "sdxl" if variant in ("sdxl", "hotshotxl") else "sd15"
+    return write_checkpoint(path, make_state_dict(variant, channels=block_channels(layout), seed=seed))
 
 
 def load_script_module(monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -111,13 +114,14 @@ class Extension:
         )
 
 
-def load_extension(monkeypatch: pytest.MonkeyPatch, root: Path) -> Extension:
-    """Fake host + tiny SD model + one tiny motion module + the extension's script loaded."""
+def load_extension(monkeypatch: pytest.MonkeyPatch, root: Path, *, sdxl: bool = False) -> Extension:
+    """Fake host + tiny SD model (SD1.5, or SDXL) + one tiny motion module of its family
+    (``MODEL_NAME``) + the extension's script loaded."""
     host = install(monkeypatch, root)
-    sd_model = FakeSDModel(tiny_ldm_unet("sd15", seed=0))
+    sd_model = FakeSDModel(tiny_ldm_unet("sdxl" if sdxl else "sd15", seed=0), sdxl=sdxl)
     host.shared.sd_model = sd_model
     model_dir = root / "animatediff-models"
-    write_tiny_motion_module(model_dir)
+    write_tiny_motion_module(model_dir, variant="sdxl" if sdxl else "v3")
     host.shared.cmd_opts.animatediff_model_path = str(model_dir)
     module = load_script_module(monkeypatch)
     module.model_cache.cache.remove()

@@ -17,7 +17,7 @@ SCRIPTS_DIR = Path(__file__).parent / "scripts"  # A1111's built-in scripts/ fol
 # dependency order: every module's relative imports are loaded before it
 MODULE_NAMES = (
     "errors", "paths", "devices", "lowvram", "hashes", "sd_samplers_common", "shared",
-    "script_callbacks", "images", "scripts", "sd_samplers_cfg_denoiser", "sd_samplers_kdiffusion",
+    "script_callbacks", "images", "scripts", "prompt_parser", "sd_samplers_cfg_denoiser", "sd_samplers_kdiffusion",
     "sd_samplers", "extra_networks", "processing", "infotext_utils", "img2img",
 )  # fmt: skip
 

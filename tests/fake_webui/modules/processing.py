@@ -1,6 +1,7 @@
 """Mirrors A1111 ``modules/processing.py``: the processing objects and ``process_images``.
 
-The order of script hooks, the per-batch loop (``p.rng``, ``p.sample``, VAE decode, per-image
+The order of script hooks (``process_before_every_sampling`` with the noise before each sampling
+pass, as in 1.10), the per-batch loop (``p.rng``, ``p.sample``, VAE decode, per-image
 saving and infotext), the grid put in front of the images, and the way an exception raised while
 sampling skips ``postprocess`` follow A1111 1.10.1. Prompt parsing, extra-network activation
 (``<lora:…>`` tags are only parsed into ``p.extra_network_data``), face restore,
@@ -163,6 +164,10 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         x = self.rng.next()
+        if self.scripts is not None:
+            self.scripts.process_before_every_sampling(
+                p=self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning
+            )
         image_conditioning = torch.zeros(x.shape[0], 5, 1, 1)
         samples = self.sampler.sample(
             self, x, conditioning, unconditional_conditioning, image_conditioning=image_conditioning
@@ -186,6 +191,10 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.rng = ImageRNG(samples.shape[1:], self.seeds)
         noise = self.rng.next()
         self.calculate_hr_conds()
+        if self.scripts is not None:
+            self.scripts.process_before_every_sampling(
+                p=self, x=samples, noise=noise, c=self.hr_c, uc=self.hr_uc
+            )
         samples = self.sampler.sample_img2img(
             self,
             samples,
@@ -270,6 +279,10 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         x = self.rng.next()
+        if self.scripts is not None:
+            self.scripts.process_before_every_sampling(
+                p=self, x=self.init_latent, noise=x, c=conditioning, uc=unconditional_conditioning
+            )
         return self.sampler.sample_img2img(
             self,
             self.init_latent,

@@ -42,6 +42,9 @@ class Script:
     def show(self, is_img2img):
         return True
 
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        pass
+
 
 current_basedir = paths.script_path
 
@@ -79,6 +82,9 @@ class ScriptRunner:
 
     def before_process_batch(self, p, **kwargs):
         self._call("before_process_batch", p, **kwargs)
+
+    def process_before_every_sampling(self, p, **kwargs):
+        self._call("process_before_every_sampling", p, **kwargs)
 
     def process_batch(self, p, **kwargs):
         self._call("process_batch", p, **kwargs)

@@ -4,8 +4,10 @@ The batch the inner model sees is built the way A1111 builds it: cond rows first
 one call with both when ``opts.batch_cond_uncond`` is on, one call per group of ``batch_size`` rows
 when it is off; only the cond rows when the uncond pass is skipped (``s_min_uncond``, NGMS). The
 ``on_cfg_denoiser`` callback runs before the model and may replace ``text_cond``. Conditionings are
-plain tensors here (A1111 reconstructs them from its prompt schedules first); AND-composition and
-edit models are left out.
+tensors, or SDXL's dicts of tensors (``prompt_parser.DictWithShape``, whose ``.shape`` is read
+to compare cond and uncond lengths, then catenated key by key into ``{**cond, "c_concat": ...}``);
+A1111 reconstructs them from its prompt schedules first, here they are used as they come.
+AND-composition, padding of unequal lengths and edit models are left out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,18 @@ import torch
 
 from . import sd_samplers_common, shared
 from .script_callbacks import CFGDenoiserParams, cfg_denoiser_callback
+
+
+def catenate_conds(conds: list) -> torch.Tensor | dict:
+    """Rows of several conditionings one after the other (per key for SDXL dicts)."""
+    if not isinstance(conds[0], dict):
+        return torch.cat(conds)
+    return {key: torch.cat([cond[key] for cond in conds]) for key in conds[0]}
+
+
+def subscript_cond(cond: torch.Tensor | dict, a: int, b: int) -> torch.Tensor | dict:
+    """Rows ``a:b`` of a conditioning (per key for SDXL dicts)."""
+    return {key: value[a:b] for key, value in cond.items()} if isinstance(cond, dict) else cond[a:b]
 
 
 class CFGDenoiser(torch.nn.Module):
@@ -49,6 +63,8 @@ class CFGDenoiser(torch.nn.Module):
         x_in, image_cond_in, sigma_in = params.x, params.image_cond, params.sigma
         cond, uncond = params.text_cond, params.text_uncond
         skip_uncond = bool(s_min_uncond > 0 and sigma[0] < s_min_uncond and self.step % 2)
+        if cond.shape[1] != uncond.shape[1]:
+            raise NotImplementedError("fake host: cond and uncond of different lengths are not padded")
         if skip_uncond:
             x_in, sigma_in, image_cond_in = (
                 x_in[:batch_size],
@@ -57,9 +73,11 @@ class CFGDenoiser(torch.nn.Module):
             )
             cond_in = cond
         else:
-            cond_in = torch.cat([cond, uncond])
+            cond_in = catenate_conds([cond, uncond])
 
         def condition(c_crossattn, c_concat):
+            if isinstance(uncond, dict):
+                return {**c_crossattn, "c_concat": [c_concat]}
             return {"c_crossattn": [c_crossattn], "c_concat": [c_concat]}
 
         if shared.opts.batch_cond_uncond:
@@ -69,7 +87,9 @@ class CFGDenoiser(torch.nn.Module):
             for a in range(0, x_out.shape[0], batch_size):
                 b = a + batch_size
                 x_out[a:b] = self.inner_model(
-                    x_in[a:b], sigma_in[a:b], cond=condition(cond_in[a:b], image_cond_in[a:b])
+                    x_in[a:b],
+                    sigma_in[a:b],
+                    cond=condition(subscript_cond(cond_in, a, b), image_cond_in[a:b]),
                 )
         if skip_uncond:
             x_out = torch.cat([x_out, x_out])
