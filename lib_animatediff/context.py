@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import math
 
-CLOSED_LOOP_MODES = ("N", "R-P", "R+P", "A")
-SCHEDULES = ("uniform", "static", "batched")
+from lib_animatediff.options import CLOSED_LOOP_MODES, CONTEXT_SCHEDULES
 
 
 def ordered_halving(step: int) -> float:
@@ -89,8 +88,8 @@ def _check(
         raise ValueError(f"overlap={overlap!r}: expected -1 or 0 <= overlap < context_size ({context_size})")
     if closed_loop not in CLOSED_LOOP_MODES:
         raise ValueError(f"closed_loop={closed_loop!r}: expected one of {', '.join(CLOSED_LOOP_MODES)}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    if schedule not in CONTEXT_SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}: expected one of {', '.join(CONTEXT_SCHEDULES)}")
 
 
 def _uniform(step: int, n: int, size: int, stride: int, overlap: int, closed_loop: str) -> list[list[int]]:

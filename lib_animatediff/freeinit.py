@@ -24,8 +24,8 @@ from typing import Protocol
 
 import torch
 
-FILTERS = ("butterworth", "gaussian", "box", "ideal")
-NOISE_MODES = ("reuse", "fresh")
+from lib_animatediff.options import FREEINIT_FILTERS, FREEINIT_NOISE
+
 BUTTERWORTH_ORDER = 4
 _FFT_DIMS = (0, 2, 3)
 
@@ -41,8 +41,8 @@ class FreeInitSettings(Protocol):
 
 def frequency_mask(frames: int, height: int, width: int, method: str, d_s: float, d_t: float) -> torch.Tensor:
     """The low-pass mask over ``(frames, height, width)``, DC at the centre; float32."""
-    if method not in FILTERS:
-        raise ValueError(f"freeinit_filter={method!r}: expected one of {', '.join(FILTERS)}")
+    if method not in FREEINIT_FILTERS:
+        raise ValueError(f"freeinit_filter={method!r}: expected one of {', '.join(FREEINIT_FILTERS)}")
     mask = torch.zeros(frames, height, width, dtype=torch.float64)
     if d_s == 0 or d_t == 0:
         return mask.float()
@@ -89,9 +89,9 @@ def reinit_noise(
             f"samples {tuple(samples.shape)} and initial noise {tuple(initial_noise.shape)} "
             "must both be (frames, channels, height, width)"
         )
-    if settings.freeinit_noise not in NOISE_MODES:
+    if settings.freeinit_noise not in FREEINIT_NOISE:
         raise ValueError(
-            f"freeinit_noise={settings.freeinit_noise!r}: expected one of {', '.join(NOISE_MODES)}"
+            f"freeinit_noise={settings.freeinit_noise!r}: expected one of {', '.join(FREEINIT_NOISE)}"
         )
     if settings.freeinit_noise == "fresh" and (fresh_noise is None or fresh_noise.shape != samples.shape):
         raise ValueError("freeinit_noise='fresh' needs fresh_noise shaped like the samples")

@@ -25,9 +25,10 @@ import numpy as np
 from PIL import Image
 
 from lib_animatediff import writers
+from lib_animatediff.options import MAX_LOOP_NUMBER, MAX_REQUEST_ID_LENGTH, SAVE_FORMATS
 from lib_animatediff.writers import OutputOptions
 
-__all__ = ["FORMATS", "VIDEO_FORMATS", "OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "save"]
+__all__ = ["OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "save"]
 
 Writer = Callable[..., None]
 
@@ -35,10 +36,6 @@ Writer = Callable[..., None]
 _WRITERS: dict[str, tuple[str, Writer]] = {
     name: (suffix, writer.write_all) for name, (suffix, writer) in writers.WRITERS.items()
 }
-FORMATS = (*_WRITERS, "Frame")
-VIDEO_FORMATS = ("GIF", "MP4", "WEBP", "WEBM")
-MAX_REQUEST_ID_LENGTH = 64
-MAX_LOOP_NUMBER = 65535
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -119,13 +116,13 @@ def rgb_frame(frame: Any, index: int, shape: tuple[int, ...] | None = None) -> n
 def _canonical_formats(formats: Sequence[str]) -> list[str]:
     if isinstance(formats, str) or not isinstance(formats, Sequence) or not formats:
         raise ValueError(
-            f"formats: expected a non-empty list of names from {', '.join(FORMATS)}, got {formats!r}"
+            f"formats: expected a non-empty list of names from {', '.join(SAVE_FORMATS)}, got {formats!r}"
         )
-    by_lower = {name.lower(): name for name in FORMATS}
+    by_lower = {name.lower(): name for name in SAVE_FORMATS}
     chosen = set()
     for name in formats:
         if not isinstance(name, str) or name.lower() not in by_lower:
-            raise ValueError(f"formats: unknown format {name!r}; expected {', '.join(FORMATS)}")
+            raise ValueError(f"formats: unknown format {name!r}; expected {', '.join(SAVE_FORMATS)}")
         chosen.add(by_lower[name.lower()])
     return [name for name in _WRITERS if name in chosen]
 

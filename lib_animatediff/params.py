@@ -61,21 +61,30 @@ from lib_animatediff.coercion import (
     as_str,
     choice,
 )
+from lib_animatediff.options import (
+    CLOSED_LOOP_MODES,
+    CONTEXT_SCHEDULES,
+    FILE_FORMATS,
+    FREEINIT_FILTERS,
+    FREEINIT_NOISE,
+    FUSE_METHODS,
+    INTERP_METHODS,
+    MAX_FPS,
+    MAX_FREEINIT_ITERS,
+    MAX_LOOP_NUMBER,
+    MAX_REQUEST_ID_LENGTH,
+    NOISE_TYPES,
+    SAVE_FORMATS,
+    ClosedLoop,
+    ContextSchedule,
+    FreeInitFilter,
+    FreeInitNoise,
+    FuseMethod,
+    InterpMethod,
+    NoiseType,
+    SaveFormat,
+)
 
-CLOSED_LOOP_MODES = ("N", "R-P", "R+P", "A")
-SAVE_FORMATS = ("GIF", "MP4", "WEBP", "WEBM", "PNG", "TXT", "Frame")
-FILE_FORMATS = ("GIF", "MP4", "WEBP", "WEBM", "PNG")
-INTERP_METHODS = ("Off", "FILM", "Optical flow")
-FREEINIT_FILTERS = ("butterworth", "gaussian", "box", "ideal")
-FUSE_METHODS = ("pyramid", "flat", "overwrite", "gauss")
-CONTEXT_SCHEDULES = ("uniform", "static", "batched")
-NOISE_TYPES = ("default", "freenoise")
-FREEINIT_NOISE = ("reuse", "fresh")
-
-MAX_FPS = 1000
-MAX_LOOP_NUMBER = 65535
-MAX_FREEINIT_ITERS = 10
-MAX_REQUEST_ID_LENGTH = 64
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]*")
 
 ORIGINAL_UI_FIELDS = (
@@ -92,11 +101,11 @@ IGNORED_API_KEYS = ("is_i2i_batch", "video_default", "prompt_scheduler")
 INFOTEXT_PREFIX = "AnimateDiff"
 
 
-def _as_formats(field: str, value: Any) -> tuple[str, ...]:
+def _as_formats(field: str, value: Any) -> tuple[SaveFormat, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise ParamsError(field, value, f"expected a list of format names from {', '.join(SAVE_FORMATS)}")
     canonical = {name.lower(): name for name in SAVE_FORMATS}
-    names: list[str] = []
+    names: list[SaveFormat] = []
     for item in value:
         if not isinstance(item, str) or item.lower() not in canonical:
             raise ParamsError(field, value, f"unknown format {item!r}; expected {', '.join(SAVE_FORMATS)}")
@@ -181,18 +190,18 @@ class AnimateDiffParams:
     video_length: int = 0
     fps: int | float = 8
     loop_number: int = 0
-    closed_loop: str = "R-P"
+    closed_loop: ClosedLoop = "R-P"
     batch_size: int = 16
     stride: int = 1
     overlap: int = -1
-    format: tuple[str, ...] = ("GIF", "PNG")
-    interp: str = "Off"
+    format: tuple[SaveFormat, ...] = ("GIF", "PNG")
+    interp: InterpMethod = "Off"
     interp_x: int = 10
     video_source: str | None = None
     video_path: str = ""
     mask_path: str = ""
     freeinit_enable: bool = False
-    freeinit_filter: str = "butterworth"
+    freeinit_filter: FreeInitFilter = "butterworth"
     freeinit_ds: float = 0.25
     freeinit_dt: float = 0.25
     freeinit_iters: int = 3
@@ -202,10 +211,10 @@ class AnimateDiffParams:
     latent_power_last: float = 1
     latent_scale_last: float = 32
     request_id: str = ""
-    fuse_method: str = "pyramid"
-    context_schedule: str = "uniform"
-    noise: str = "default"
-    freeinit_noise: str = "reuse"
+    fuse_method: FuseMethod = "pyramid"
+    context_schedule: ContextSchedule = "uniform"
+    noise: NoiseType = "default"
+    freeinit_noise: FreeInitNoise = "reuse"
 
     FIELDS: ClassVar[tuple[str, ...]] = tuple(_COERCE)
 

@@ -32,7 +32,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-FUSE_METHODS = ("pyramid", "flat", "overwrite", "gauss")
+from lib_animatediff.options import FUSE_METHODS
+
 GAUSS_WEIGHT_FLOOR = 1e-3
 
 Window = tuple[int, ...]

@@ -27,24 +27,11 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from lib_animatediff.gif_writer import GifEncoder, fit_palette
+from lib_animatediff.options import DEFAULT_X264_PRESET, X264_PRESETS, X264_TUNES
 from lib_animatediff.webp_writer import WebpEncoder
 
 logger = logging.getLogger(__name__)
 
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
-X264_TUNES = ("film", "animation", "grain", "stillimage", "fastdecode", "zerolatency", "psnr", "ssim")
-DEFAULT_X264_PRESET = "veryfast"  # what mp4_preset "" means: CRF keeps the quality, files grow ~20 %
 WEBP_METHOD = 0  # libwebp effort 0 (fastest) - 6; Pillow's default for animations
 GIFSICLE_TIMEOUT_S = 300
 MIN_GIF_DELAY_MS = 20

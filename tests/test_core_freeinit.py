@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib_animatediff.freeinit import FILTERS, frequency_mask, mix_frequencies, reinit_noise
+from lib_animatediff.freeinit import frequency_mask, mix_frequencies, reinit_noise
+from lib_animatediff.options import FREEINIT_FILTERS
 from lib_animatediff.params import AnimateDiffParams
 
 
@@ -40,7 +41,7 @@ def reference_mask(frames, height, width, method, d_s, d_t):
     return mask
 
 
-@pytest.mark.parametrize("method", FILTERS)
+@pytest.mark.parametrize("method", FREEINIT_FILTERS)
 @pytest.mark.parametrize(("d_s", "d_t"), [(0.25, 0.25), (0.5, 0.125), (1.0, 0.75), (0.0, 0.25)])
 def test_masks_match_the_float64_reference(method, d_s, d_t):
     shape = (6, 8, 10)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from lib_animatediff.runner.cli import SAMPLER_NAMES
+from lib_animatediff.options import RUNNER_SAMPLERS
 from lib_animatediff.runner.samplers import SAMPLERS, make_scheduler
 from lib_animatediff.runner.sampling import (
     ContextSettings,
@@ -170,7 +170,7 @@ def test_every_sampler_uses_the_motion_module_training_schedule(sampler: str, sc
 
 
 def test_command_line_offers_exactly_the_samplers_we_configure() -> None:
-    assert tuple(SAMPLERS) == SAMPLER_NAMES
+    assert tuple(SAMPLERS) == RUNNER_SAMPLERS
 
 
 def test_unknown_sampler_is_rejected_by_name() -> None:

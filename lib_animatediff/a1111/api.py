@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from lib_animatediff.coercion import as_bool
+from lib_animatediff.options import VIDEO_FORMATS
 from lib_animatediff.params import AnimateDiffParams
 
-VIDEO_ORDER = ("GIF", "MP4", "WEBP", "WEBM")  # the order of video files in the API's ``images``
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
@@ -106,7 +106,7 @@ def result_images(
     encoded = [
         encode_file(path)
         for files in videos
-        for kind in VIDEO_ORDER
+        for kind in VIDEO_FORMATS
         for path in files
         if path.suffix.lower() == f".{kind.lower()}"
     ]

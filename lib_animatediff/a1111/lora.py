@@ -35,11 +35,11 @@ from torch import nn
 
 from lib_animatediff.a1111.api import RequestError
 from lib_animatediff.coercion import ParamsError
+from lib_animatediff.options import LORA_SUFFIXES
 from motion_module.checkpoint_io import open_checkpoint
 from motion_module.errors import MotionModuleError
 from motion_module.lora import Kind, LoraWeights, apply_lora, lora_kind, read_lora
 
-LORA_SUFFIXES = (".pt", ".ckpt", ".safetensors")
 KIND_NAMES = {"motion": "motion LoRA", "unet": "domain-adapter LoRA"}
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
+from lib_animatediff.options import MODEL_SUFFIXES
 from lib_animatediff.params import ParamsError
 
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = EXTENSION_ROOT / "model"
-MODEL_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth", ".bin")
 
 
 def model_dir() -> Path:

@@ -20,9 +20,9 @@ from typing import Any
 
 from lib_animatediff import frame_ops, interpolate, output
 from lib_animatediff.a1111 import api, settings, xyz
+from lib_animatediff.options import INTERP_BACKENDS, VIDEO_FORMATS
 
 GALLERY_SUFFIXES = (".gif", ".webp")
-INTERP_METHODS = {"FILM": "film", "Optical flow": "optical flow"}
 logger = logging.getLogger(__name__)
 
 
@@ -77,7 +77,7 @@ def finish_frames(frames: list[Any], params: Any) -> list[Any]:
     )
     if params.interp != "Off":
         frames = interpolate.interpolate(
-            frames, params.interp_x, method=INTERP_METHODS[params.interp], film_dirs=film_dirs()
+            frames, params.interp_x, method=INTERP_BACKENDS[params.interp], film_dirs=film_dirs()
         )
     return frames
 
@@ -133,7 +133,7 @@ def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
         viewable = [str(path) for path in files if path.suffix.lower() in GALLERY_SUFFIXES]
         shown += viewable or frames[:1]
         infotexts += [infotext] * (len(viewable) or 1)
-    videos = [path for files in written for path in files if path.suffix.upper()[1:] in output.VIDEO_FORMATS]
+    videos = [path for files in written for path in files if path.suffix.upper()[1:] in VIDEO_FORMATS]
     if not videos:
         return written
     if xyz.in_xyz_plot(p):

@@ -17,24 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lib_animatediff.params import SAVE_FORMATS as _ALL_FORMATS
+from lib_animatediff.options import MP4_PRESET_CHOICES, MP4_TUNE_CHOICES, UI_SAVE_FORMATS
 
 SECTION = ("animatediff", "AnimateDiff")
-
-SAVE_FORMATS = tuple(name for name in _ALL_FORMATS if name != "Frame")  # "Frame" is API-only
-MP4_PRESETS = (
-    "",
-    "veryslow",
-    "slower",
-    "slow",
-    "medium",
-    "fast",
-    "faster",
-    "veryfast",
-    "superfast",
-    "ultrafast",
-)
-MP4_TUNES = ("", "film", "animation", "grain")
 
 DEFAULTS: dict[str, Any] = {
     "animatediff_model_path": None,
@@ -82,7 +67,7 @@ def build_options(option_info: type) -> dict[str, Any]:
             "animatediff_default_save_formats",
             "Default Save Formats",
             gr.CheckboxGroup,
-            {"choices": list(SAVE_FORMATS)},
+            {"choices": list(UI_SAVE_FORMATS)},
         )
         .info("formats ticked in the AnimateDiff accordion when the page loads")
         .needs_reload_ui(),
@@ -114,7 +99,10 @@ def build_options(option_info: type) -> dict[str, Any]:
         .link("docs", f"{_H264_DOCS}#crf")
         .info("17 for best quality, up to 28 for smaller size"),
         "animatediff_mp4_preset": option(
-            "animatediff_mp4_preset", "MP4 Encoding Preset", gr.Dropdown, {"choices": list(MP4_PRESETS)}
+            "animatediff_mp4_preset",
+            "MP4 Encoding Preset",
+            gr.Dropdown,
+            {"choices": list(MP4_PRESET_CHOICES)},
         )
         .link("docs", f"{_H264_DOCS}#Preset")
         .info("encoding speed: slower presets give smaller files at the same CRF; empty = veryfast"),
@@ -122,7 +110,7 @@ def build_options(option_info: type) -> dict[str, Any]:
             "animatediff_mp4_tune",
             "MP4 Tune encoding for content type",
             gr.Dropdown,
-            {"choices": list(MP4_TUNES)},
+            {"choices": list(MP4_TUNE_CHOICES)},
         )
         .link("docs", f"{_H264_DOCS}#Tune")
         .info("optimize for specific content types; empty = none"),

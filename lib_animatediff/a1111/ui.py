@@ -17,10 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lib_animatediff import params
-from lib_animatediff.a1111.settings import SAVE_FORMATS as UI_SAVE_FORMATS
+from lib_animatediff import options, params
+from lib_animatediff.options import MODEL_SUFFIXES, UI_SAVE_FORMATS
 
-MODEL_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth", ".bin")
 DEFAULT_MODEL = params.AnimateDiffParams.model
 # (minimum, maximum, step) of the original's sliders
 SLIDER_RANGES = {
@@ -197,7 +196,7 @@ class AnimateDiffUI:
                 c["fps"] = self._number("fps", "FPS")
                 c["loop_number"] = self._number("loop_number", "Display loop number", minimum=0)
             with gr.Row():
-                c["closed_loop"] = self._radio("closed_loop", "Closed loop", params.CLOSED_LOOP_MODES)
+                c["closed_loop"] = self._radio("closed_loop", "Closed loop", options.CLOSED_LOOP_MODES)
                 low, high, step = SLIDER_RANGES["batch_size"]
                 c["batch_size"] = gr.Slider(
                     minimum=low,
@@ -211,12 +210,12 @@ class AnimateDiffUI:
                 c["overlap"] = self._number("overlap", "Overlap", minimum=-1)
             with gr.Row():
                 c["context_schedule"] = self._radio(
-                    "context_schedule", "Context schedule", params.CONTEXT_SCHEDULES
+                    "context_schedule", "Context schedule", options.CONTEXT_SCHEDULES
                 )
-                c["fuse_method"] = self._radio("fuse_method", "Context fuse method", params.FUSE_METHODS)
-                c["noise"] = self._radio("noise", "Noise", params.NOISE_TYPES)
+                c["fuse_method"] = self._radio("fuse_method", "Context fuse method", options.FUSE_METHODS)
+                c["noise"] = self._radio("noise", "Noise", options.NOISE_TYPES)
             with gr.Row():
-                c["interp"] = self._radio("interp", "Frame Interpolation", params.INTERP_METHODS)
+                c["interp"] = self._radio("interp", "Frame Interpolation", options.INTERP_METHODS)
                 c["interp_x"] = self._number("interp_x", "Interp X", minimum=1)
             film_notice = gr.Markdown(visible=False, elem_id=self.elem_id("film_notice"))
             c["interp"].change(self.interp_changed, inputs=[c["interp"]], outputs=[film_notice])
@@ -280,7 +279,7 @@ class AnimateDiffUI:
                 elem_id=self.elem_id("freeinit_enable"),
             )
             c["freeinit_filter"] = gr.Dropdown(
-                choices=list(params.FREEINIT_FILTERS),
+                choices=list(options.FREEINIT_FILTERS),
                 value=defaults.freeinit_filter,
                 label="Filter Type",
                 info="Default as Butterworth. To fix large inconsistencies, consider using Gaussian.",
@@ -298,7 +297,7 @@ class AnimateDiffUI:
                     info=info,
                     elem_id=self.elem_id(field),
                 )
-            c["freeinit_noise"] = self._radio("freeinit_noise", "FreeInit noise", params.FREEINIT_NOISE)
+            c["freeinit_noise"] = self._radio("freeinit_noise", "FreeInit noise", options.FREEINIT_NOISE)
 
     def _render_latents(self) -> None:
         import gradio as gr

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from lib_animatediff.coercion import as_bool
-from lib_animatediff.params import CLOSED_LOOP_MODES, INTERP_METHODS
+from lib_animatediff.options import CLOSED_LOOP_MODES, INTERP_METHODS
 
 XYZ_ATTRIBUTE = "animatediff_xyz"  # {field: value} of the X/Y/Z plot's cell, on its processing object
 LABEL_PREFIX = "[AnimateDiff]"

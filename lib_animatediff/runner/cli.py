@@ -12,20 +12,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lib_animatediff.params import (
+from lib_animatediff.options import (
     CLOSED_LOOP_MODES,
     CONTEXT_SCHEDULES,
     FREEINIT_FILTERS,
     FUSE_METHODS,
     INTERP_METHODS,
     NOISE_TYPES,
+    RUNNER_SAMPLERS,
     SAVE_FORMATS,
-    AnimateDiffParams,
 )
+from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.runner.errors import InputError
 
-# The keys of runner.samplers.SAMPLERS, repeated so that --help does not import diffusers (tested equal).
-SAMPLER_NAMES = ("Euler", "Euler a", "DDIM", "DPM++ 2M", "LCM")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 DEMO_PROMPT = "a paper boat on a pond\n0: morning light\n12: sunset, orange sky"
@@ -60,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--height", type=int, default=512)
     generate.add_argument("--steps", type=int, default=20)
     generate.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale")
-    generate.add_argument("--sampler", choices=SAMPLER_NAMES, default="DPM++ 2M")
+    generate.add_argument("--sampler", choices=RUNNER_SAMPLERS, default="DPM++ 2M")
     generate.add_argument("--device", choices=DEVICES, default="auto")
     generate.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: fp16 on CUDA, fp32 on CPU")
     generate.add_argument(

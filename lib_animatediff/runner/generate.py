@@ -24,6 +24,7 @@ from lib_animatediff.frame_ops import apply_closed_loop
 from lib_animatediff.frame_stream import decoded_frames
 from lib_animatediff.freeinit import reinit_noise
 from lib_animatediff.interpolate import interpolate
+from lib_animatediff.options import INTERP_BACKENDS
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.runner.errors import InputError
 from lib_animatediff.runner.models import Pipeline
@@ -39,7 +40,6 @@ from lib_animatediff.windows import freenoise
 from motion_module import apply_motion_lora, inject
 
 DECODE_CHUNK = 8
-INTERP_METHODS = {"FILM": "film", "Optical flow": "optical flow"}
 MAX_SEED = 2**32 - 1
 
 
@@ -152,7 +152,7 @@ def write_video(
     decoded = list(frames)
     video = [decoded[index] for index in order]
     if params.interp != "Off":
-        video = interpolate(video, params.interp_x, INTERP_METHODS[params.interp])
+        video = interpolate(video, params.interp_x, INTERP_BACKENDS[params.interp])
     return output.save(video, stem, params.format, **settings), len(video)
 
 
