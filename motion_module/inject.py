@@ -26,18 +26,6 @@ from motion_module.inject_base import EditJournal, FrameCount
 from motion_module.model import MotionModule
 
 _occupied: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-_injected_frames: list[FrameCount] = []  # frame counts of the injections in effect, oldest first
-
-
-def active_frames() -> int:
-    """``F`` of the injection in effect (the most recent one with a frame count set), for temporal
-    layers that other code calls without a frame count (sd-webui-controlnet's SparseCtrl)."""
-    for frames in reversed(_injected_frames):
-        if frames.frames is not None:
-            return frames.frames
-    raise MotionModuleError(
-        "a temporal layer was called without a frame count outside an AnimateDiff generation"
-    )
 
 
 class InjectionHandle:
@@ -80,7 +68,6 @@ class InjectionHandle:
         if self._active:
             _occupied.discard(self._unet)
             _occupied.discard(self._mm)
-            _injected_frames.remove(self._frames)
             self._active = False
 
     def __enter__(self) -> InjectionHandle:
@@ -126,5 +113,4 @@ def inject(unet: nn.Module, mm: MotionModule) -> InjectionHandle:
         raise
     _occupied.add(unet)
     _occupied.add(mm)
-    _injected_frames.append(frames)
     return InjectionHandle(unet, mm, frames, journal)

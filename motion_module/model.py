@@ -12,7 +12,7 @@ the original SD1.5 module does.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -211,20 +211,27 @@ class TemporalTransformer(nn.Module):
         return (x.reshape(groups, num_frames, channels, pixels) + h).view(batch, channels, height, width)
 
 
+FrameSource = Callable[[], int]
+"""Gives the frame count ``F`` to a layer that is called without one."""
+
+
 class MotionLayer(nn.Module):
     """The ``motion_modules.j`` entry: a temporal transformer (the name level the keys carry)."""
 
     def __init__(self, temporal_transformer: TemporalTransformer) -> None:
         super().__init__()
         self.temporal_transformer = temporal_transformer
+        self.frame_source: FrameSource | None = None
 
     def forward(self, x: Tensor, num_frames: int | None = None) -> Tensor:
         """Without ``num_frames`` (a foreign caller: ControlNet's SparseCtrl calls ``layer(x)``) the
-        frame count of the AnimateDiff injection in effect is used."""
+        count comes from the layer's :attr:`frame_source` (see :meth:`MotionModule.bind_frame_source`)."""
         if num_frames is None:
-            from motion_module.inject import active_frames
-
-            num_frames = active_frames()
+            if self.frame_source is None:
+                raise MotionModuleError(
+                    "a temporal layer was called without a frame count and has no frame source bound"
+                )
+            num_frames = self.frame_source()
         return self.temporal_transformer(x, num_frames)
 
 
@@ -300,6 +307,12 @@ class MotionModule(nn.Module):
     def up_layers(self) -> list[list[MotionLayer]]:
         """Layers per up level, deepest level first (the UNet decoder's order)."""
         return [list(b.motion_modules) for b in self.up_blocks]
+
+    def bind_frame_source(self, source: FrameSource | None) -> None:
+        """Every layer called without a frame count asks ``source`` for it (None: such calls fail)."""
+        for module in self.modules():
+            if isinstance(module, MotionLayer):
+                module.frame_source = source
 
     def extra_repr(self) -> str:
         return f"variant={self.variant!r}, family={self.family!r}, pe_length={self.pe_length}"

@@ -3,7 +3,7 @@
 ControlNet's SparseCtrl builds its motion part as ``MotionWrapper("", "", MotionModuleType.SparseCtrl)``,
 loads the checkpoint's ``motion_modules`` tensors into it strictly and calls each
 ``down_blocks[i].motion_modules[j]`` as ``layer(x)`` inside its own network; called that way a layer
-takes the frame count of the AnimateDiff injection in effect (:func:`motion_module.inject.active_frames`).
+asks its bound frame source (the A1111 glue binds it to the sampling call's injection).
 The other types give the original's layouts of the released modules.
 """
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from lib_animatediff.a1111 import compat
 from lib_animatediff.a1111.compat import PromptScheduler, get_animatediff_arg
 from lib_animatediff.params import AnimateDiffParams
 from motion_module import MotionModuleError, inject
@@ -77,32 +78,54 @@ def test_the_released_types_have_their_checkpoint_keys(variant: str, mm_type: Mo
     assert set(wrapper.state_dict()) == set(released)
 
 
-def test_a_layer_called_without_frames_uses_the_injection_in_effect() -> None:
+def test_a_layer_called_without_frames_asks_its_frame_source() -> None:
     channels = block_channels("sd15")
-    unet_module = make_motion_module("v3", channels=channels, seed=1)
     foreign = make_motion_module("v3", channels=channels, seed=2)
     layer = foreign.down_blocks[0].motion_modules[0]
     x = torch.randn(2 * 4, channels[0], 3, 3, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(MotionModuleError, match="outside an AnimateDiff generation"):
+    with pytest.raises(MotionModuleError, match="no frame source bound"):
         layer(x)
+    foreign.bind_frame_source(lambda: 4)
+    assert torch.equal(layer(x), layer(x, 4))
+    assert not torch.allclose(layer(x), layer(x, 2))
+    foreign.bind_frame_source(None)
+    with pytest.raises(MotionModuleError, match="no frame source bound"):
+        layer(x)
+
+
+def test_sparsectrl_layers_take_the_frames_of_the_injection_being_sampled() -> None:
+    channels = block_channels("sd15")
+    unet_module = make_motion_module("v3", channels=channels, seed=1)
+    with torch.device("meta"):
+        sparsectrl = compat.MotionWrapper("", "", MotionModuleType.SparseCtrl)
+    layer = sparsectrl.down_blocks[0].motion_modules[0]
+    assert layer.frame_source is compat.sampling_frames
+    with pytest.raises(MotionModuleError, match="outside an AnimateDiff generation"):
+        compat.sampling_frames()
     with inject(tiny_ldm_unet("sd15"), unet_module) as handle:
         handle.set_frames(4)
-        assert torch.equal(layer(x), layer(x, 4))
-        assert not torch.allclose(layer(x), layer(x, 2))
-    with pytest.raises(MotionModuleError):
-        layer(x)
+        with pytest.raises(MotionModuleError, match="outside an AnimateDiff generation"):
+            compat.sampling_frames()  # injected, but not named for a sampling call
+        with compat.foreign_layers_follow(handle):
+            assert compat.sampling_frames() == 4
+            handle.set_frames(2)
+            assert compat.sampling_frames() == 2
+    with pytest.raises(MotionModuleError, match="outside an AnimateDiff generation"):
+        compat.sampling_frames()
 
 
 def test_windows_give_foreign_layers_their_frame_count(monkeypatch, tmp_path) -> None:
-    from motion_module.inject import active_frames
-
     ext = load_extension(monkeypatch, tmp_path)
     seen: list[tuple[int, int]] = []
     unet = ext.sd_model.model.diffusion_model
-    unet.register_forward_pre_hook(lambda module, args: seen.append((args[0].shape[0], active_frames())))
+    unet.register_forward_pre_hook(
+        lambda module, args: seen.append((args[0].shape[0], compat.sampling_frames()))
+    )
     params = AnimateDiffParams(model=MODEL_NAME, enable=True, video_length=6, batch_size=4, format=("GIF",))
     ext.host.processing.process_images(ext.processing(params))
     assert seen and {frames for _, frames in seen} == {4} and {rows for rows, _ in seen} == {8}
+    with pytest.raises(MotionModuleError, match="outside an AnimateDiff generation"):
+        compat.sampling_frames()
 
 
 def test_get_animatediff_arg_views_the_run_and_accepts_is_i2i_batch(monkeypatch, tmp_path) -> None:
@@ -134,10 +157,11 @@ def test_prompt_scheduler_travels_rows_between_key_frames_by_slerp() -> None:
 
 
 def test_the_shims_are_loaded_with_the_extension_under_the_original_paths(monkeypatch, tmp_path) -> None:
-    from lib_animatediff.a1111 import compat, i2i_batch
+    from lib_animatediff.a1111 import i2i_batch
 
     load_extension(monkeypatch, tmp_path)
-    assert sys.modules["scripts.animatediff_mm"].MotionWrapper is MotionWrapper
+    assert sys.modules["scripts.animatediff_mm"].MotionWrapper is compat.MotionWrapper
+    assert issubclass(compat.MotionWrapper, MotionWrapper)
     assert sys.modules["scripts.animatediff_utils"].get_animatediff_arg is compat.get_animatediff_arg
     assert (
         sys.modules["scripts.animatediff_i2ibatch"].animatediff_i2i_batch is i2i_batch.animatediff_i2i_batch

@@ -1,14 +1,21 @@
-"""What sd-webui-controlnet reads of an AnimateDiff generation through the original's
-``scripts.animatediff_utils.get_animatediff_arg(p)``.
+"""What sd-webui-controlnet uses of an AnimateDiff generation by the original's module paths.
 
-ControlNet checks ``.enable`` (its img2img-batch hijack then sets ``.is_i2i_batch``), reads
-``video_length``, ``batch_size`` and ``closed_loop``, and for IP-Adapter keyframes copies
-``prompt_scheduler``, sets its ``prompt_map`` to the key frames and calls
-``multi_cond(per_frame_embeddings, closed)`` to travel between them as prompts travel.
+``scripts.animatediff_utils.get_animatediff_arg(p)``: ControlNet checks ``.enable`` (its
+img2img-batch hijack then sets ``.is_i2i_batch``), reads ``video_length``, ``batch_size`` and
+``closed_loop``, and for IP-Adapter keyframes copies ``prompt_scheduler``, sets its ``prompt_map``
+to the key frames and calls ``multi_cond(per_frame_embeddings, closed)`` to travel between them as
+prompts travel.
+
+``scripts.animatediff_mm.MotionWrapper``: SparseCtrl's motion part, whose layers ControlNet calls
+as ``layer(x)`` inside the UNet call of a context window; they take the frame count of the
+injection that :func:`foreign_layers_follow` names for the sampling call in progress.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +23,39 @@ import torch
 
 from lib_animatediff import prompt_travel
 from lib_animatediff.params import AnimateDiffParams
+from motion_module import InjectionHandle, MotionModuleError, wrapper
+
+_sampling_injection: ContextVar[InjectionHandle | None] = ContextVar("animatediff_injection", default=None)
+
+
+@contextmanager
+def foreign_layers_follow(handle: InjectionHandle) -> Iterator[None]:
+    """While active, SparseCtrl layers called without a frame count take ``handle``'s."""
+    token = _sampling_injection.set(handle)
+    try:
+        yield
+    finally:
+        _sampling_injection.reset(token)
+
+
+def sampling_frames() -> int:
+    """Frames per group of the window being sampled (the frame source of foreign layers)."""
+    handle = _sampling_injection.get()
+    if handle is None or handle.frames is None:
+        raise MotionModuleError(
+            "a temporal layer was called without a frame count outside an AnimateDiff generation"
+        )
+    return handle.frames
+
+
+class MotionWrapper(wrapper.MotionWrapper):
+    """The original's ``MotionWrapper`` for SparseCtrl: its layers follow the sampling call's frames."""
+
+    def __init__(
+        self, mm_name: str, mm_hash: str, mm_type: wrapper.MotionModuleType, operations: Any = None
+    ) -> None:
+        super().__init__(mm_name, mm_hash, mm_type, operations)
+        self.bind_frame_source(sampling_frames)
 
 
 @dataclass

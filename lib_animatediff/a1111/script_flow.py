@@ -31,6 +31,7 @@ import torch
 from lib_animatediff import freeinit, latents, prompt_travel, windows
 from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, settings, source_length, xyz
 from lib_animatediff.a1111.api import RequestError, parse_script_args
+from lib_animatediff.a1111.compat import foreign_layers_follow
 from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
 from lib_animatediff.a1111.lora import applied_loras
@@ -135,6 +136,7 @@ class AnimateDiffRun:
             with (
                 applied_loras(p, mm, unet),
                 inject(unet, mm) as handle,
+                foreign_layers_follow(handle),
                 training_schedule(sd_model, mm.beta_schedule),
                 FrameWindowHook(
                     sd_model,
