@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from lib_animatediff.runner.cli import animation_params, parse_motion_lora, require_file
+from lib_animatediff.runner.arguments import animation_params, parse_motion_lora, require_file
 from lib_animatediff.runner.generate import SamplingSettings, generate
 from lib_animatediff.runner.models import load_pipeline
 from lib_animatediff.runner.tiny import tiny_motion_state_dict, tiny_pipeline
