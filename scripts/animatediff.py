@@ -52,11 +52,11 @@ check_host(scripts, script_callbacks)
 
 import motion_module  # noqa: E402, F401  (imported now, while the extension folder is on sys.path)
 from lib_animatediff.a1111 import (  # noqa: E402
-    api,
     i2i_batch,
     infotext,
     model_cache,
     outputs,
+    routes,
     script_flow,
     settings,
     xyz,
@@ -163,7 +163,7 @@ class AnimateDiffScript(scripts.Script):
 
 script_callbacks.on_cfg_denoiser(script_flow.on_cfg_denoiser, name="animatediff_windows")
 script_callbacks.on_infotext_pasted(infotext.on_infotext_pasted, name="animatediff_infotext")
-script_callbacks.on_app_started(api.register_routes, name="animatediff_api")
+script_callbacks.on_app_started(routes.register_routes, name="animatediff_api")
 script_callbacks.on_ui_settings(settings.on_ui_settings, name="animatediff_settings")
 script_callbacks.on_before_ui(xyz.register_axes, name="animatediff_xyz")
 i2i_batch.install()

@@ -1,4 +1,5 @@
-"""The API side of the A1111 glue: script arguments, HTTP errors, result images, extra routes."""
+"""The API side of the A1111 glue: script arguments and HTTP errors (script_args), result images
+(results), extra routes (routes)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import base64
 
 import pytest
 
-from lib_animatediff.a1111 import api
+from lib_animatediff import version
+from lib_animatediff.a1111 import results, routes, script_args
 from lib_animatediff.params import AnimateDiffParams, ParamsError
 
 
@@ -19,19 +21,19 @@ def test_a_dict_in_the_first_slot_is_read_as_api_fields() -> None:
         "format": ["gif", "MP4"],
         "request_id": "r1",
     }
-    params = api.parse_script_args([request, *defaults[1:]], is_img2img=False)
+    params = script_args.parse_script_args([request, *defaults[1:]], is_img2img=False)
     assert (params.enable, params.video_length, params.closed_loop) == (True, 24, "A")
     assert params.format == ("GIF", "MP4") and params.request_id == "r1"
 
 
 def test_a_missing_format_takes_the_settings_default() -> None:
-    params = api.parse_script_args([{"enable": True}], is_img2img=True, default_format=["MP4"])
+    params = script_args.parse_script_args([{"enable": True}], is_img2img=True, default_format=["MP4"])
     assert params.format == ("MP4",)
 
 
 def test_the_positional_list_is_read_in_the_accordion_order() -> None:
     values = AnimateDiffParams(enable=True, video_length=12, fps=12, batch_size=8).to_ui(is_img2img=True)
-    params = api.parse_script_args(values, is_img2img=True)
+    params = script_args.parse_script_args(values, is_img2img=True)
     assert (params.enable, params.video_length, params.fps, params.batch_size) == (True, 12, 12, 8)
 
 
@@ -47,8 +49,8 @@ def test_the_positional_list_is_read_in_the_accordion_order() -> None:
 )
 def test_a_bad_value_becomes_an_http_422_naming_the_field(request_fields: dict, field: str) -> None:
     with pytest.raises(ParamsError) as caught:
-        api.parse_script_args([request_fields], is_img2img=False)
-    error = api.RequestError.from_error(caught.value)
+        script_args.parse_script_args([request_fields], is_img2img=False)
+    error = script_args.RequestError.from_error(caught.value)
     assert error.field == field and field in error.detail
     # what A1111's API middleware reads off the exception (modules/api/api.py handle_exception)
     assert vars(error)["status_code"] == 422
@@ -61,25 +63,25 @@ def test_result_images_are_the_video_files_in_the_original_order_then_frames(tmp
         path = tmp_path / f"00000-1.{suffix}"
         path.write_bytes(suffix.encode() * 3)
         files.append(path)
-    images = api.result_images([files], ["frame0", "frame1"], ["GIF", "MP4", "WEBM", "PNG", "Frame"])
+    images = results.result_images([files], ["frame0", "frame1"], ["GIF", "MP4", "WEBM", "PNG", "Frame"])
     decoded = [base64.b64decode(item) for item in images[:3]]
     assert decoded == [b"gifgifgif", b"mp4mp4mp4", b"webmwebmwebm"]
     assert images[3:] == ["frame0", "frame1"]
-    assert api.result_images([files], ["frame0"], ["GIF", "MP4", "WEBM"]) == images[:3]
+    assert results.result_images([files], ["frame0"], ["GIF", "MP4", "WEBM"]) == images[:3]
 
 
 def test_routes_are_namespaced_and_report_the_version() -> None:
-    routes = {}
+    added = {}
 
     class App:
         def add_api_route(self, path, endpoint, methods):
-            routes[path] = (endpoint, methods)
+            added[path] = (endpoint, methods)
 
-    api.register_routes(None, App())
-    assert set(routes) == {"/animatediff/v1/version", "/animatediff/v1/models"}
-    endpoint, methods = routes["/animatediff/v1/version"]
+    routes.register_routes(None, App())
+    assert set(added) == {"/animatediff/v1/version", "/animatediff/v1/models"}
+    endpoint, methods = added["/animatediff/v1/version"]
     assert methods == ["GET"]
-    text = api.PYPROJECT.read_text()
+    text = version.PYPROJECT.read_text()
     assert f'version = "{endpoint()["version"]}"' in text
 
 
@@ -93,20 +95,20 @@ def test_arguments_a1111_fills_from_defaults_for_other_requests_mean_off(is_img2
         values = [model, *defaults[1:]]
         values[AnimateDiffParams.FIELDS.index("video_length")] = None
         values[AnimateDiffParams.FIELDS.index("format")] = False
-        params = api.parse_script_args(values, is_img2img=is_img2img, default_format=["GIF"])
+        params = script_args.parse_script_args(values, is_img2img=is_img2img, default_format=["GIF"])
         assert params == AnimateDiffParams() and not params.enable
-    assert not api.parse_script_args([], is_img2img=is_img2img).enable
-    assert not api.parse_script_args([None] * 3, is_img2img=is_img2img).enable
+    assert not script_args.parse_script_args([], is_img2img=is_img2img).enable
+    assert not script_args.parse_script_args([None] * 3, is_img2img=is_img2img).enable
 
 
 @pytest.mark.parametrize("request_fields", [{"enable": False, "video_length": -1}, {"model": 5}, {}])
 def test_an_api_dict_that_does_not_enable_animatediff_is_not_read(request_fields: dict) -> None:
-    assert api.parse_script_args([request_fields], is_img2img=False) == AnimateDiffParams()
+    assert script_args.parse_script_args([request_fields], is_img2img=False) == AnimateDiffParams()
 
 
 def test_an_enable_value_that_is_no_boolean_is_an_error() -> None:
     with pytest.raises(ParamsError) as caught:
-        api.parse_script_args([{"enable": "maybe"}], is_img2img=False)
+        script_args.parse_script_args([{"enable": "maybe"}], is_img2img=False)
     assert caught.value.field == "enable"
 
 
@@ -114,8 +116,8 @@ def test_enabled_positional_values_are_read_and_checked() -> None:
     values = AnimateDiffParams(enable=True).to_ui(is_img2img=False)
     values[AnimateDiffParams.FIELDS.index("video_length")] = -1
     with pytest.raises(ParamsError) as caught:
-        api.parse_script_args(values, is_img2img=False)
+        script_args.parse_script_args(values, is_img2img=False)
     assert caught.value.field == "video_length"
     values[AnimateDiffParams.FIELDS.index("video_length")] = 8
     values[AnimateDiffParams.FIELDS.index("enable")] = "True"
-    assert api.parse_script_args(values, is_img2img=False).video_length == 8
+    assert script_args.parse_script_args(values, is_img2img=False).video_length == 8

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lib_animatediff.a1111.api import RequestError
 from lib_animatediff.a1111.control_hints import ControlHints, hint_rows
+from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.params import AnimateDiffParams
 from tests.fake_webui import controlnet as fake_controlnet
 from tests.fake_webui.harness import Extension, load_extension

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib_animatediff.a1111.api import RequestError
+from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.params import AnimateDiffParams
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
 from tests.fake_webui.sd_model import FakeSDModel

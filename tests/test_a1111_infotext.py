@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from lib_animatediff.a1111 import api, infotext
+from lib_animatediff.a1111 import infotext
 from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.version import version
 
 
 def test_written_entry_pastes_back_into_every_accordion_field() -> None:
@@ -20,7 +21,7 @@ def test_written_entry_pastes_back_into_every_accordion_field() -> None:
     value = p.extra_generation_params["AnimateDiff"]
     assert value.startswith("model: sub/mm_v3.safetensors, video_length: 20, fps: 12")
     assert "mm_hash: 0123abcd" in value
-    assert value.endswith(f", version: {api.version()}") and api.version() != "unknown"
+    assert value.endswith(f", version: {version()}") and version() != "unknown"
 
     pasted = {"Prompt": "a cat", "AnimateDiff": value}
     infotext.on_infotext_pasted("", pasted)
@@ -28,7 +29,7 @@ def test_written_entry_pastes_back_into_every_accordion_field() -> None:
         key.removeprefix("AnimateDiff "): v for key, v in pasted.items() if key.startswith("AnimateDiff ")
     }
     assert fields.pop("enable") is True and fields.pop("mm_hash") == "0123abcd"
-    assert fields.pop("version") == api.version()
+    assert fields.pop("version") == version()
     restored = AnimateDiffParams(enable=True, format=params.format, **fields)
     assert restored == params
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lib_animatediff.a1111 import lora as a1111_lora
-from lib_animatediff.a1111.api import RequestError
+from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.params import AnimateDiffParams
 from motion_module import load_motion_module
 from tests.fake_webui import lora_networks

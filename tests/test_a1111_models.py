@@ -72,7 +72,7 @@ def test_a_foreign_motion_module_package_is_named_in_the_error(monkeypatch, tmp_
 
 
 def test_the_models_route_lists_each_file_with_its_variant_and_hash(monkeypatch, tmp_path) -> None:
-    from lib_animatediff.a1111 import api
+    from lib_animatediff.a1111 import routes as api_routes
 
     host = install(monkeypatch, tmp_path)
     folder = tmp_path / "mm"
@@ -85,7 +85,7 @@ def test_the_models_route_lists_each_file_with_its_variant_and_hash(monkeypatch,
         def add_api_route(self, route, endpoint, methods):
             routes[route] = endpoint
 
-    api.register_routes(None, App())
+    api_routes.register_routes(None, App())
     answer = routes["/animatediff/v1/models"]()
     assert answer["model_dir"] == str(folder)
     listed = {entry["name"]: entry for entry in answer["models"]}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lib_animatediff.a1111 import api, xyz
+from lib_animatediff.a1111 import script_args, xyz
 from lib_animatediff.coercion import ParamsError
 from lib_animatediff.params import AnimateDiffParams
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension
@@ -55,7 +55,7 @@ def ui_params(**changes) -> AnimateDiffParams:
 
 def cell_params(p) -> AnimateDiffParams:
     """The params ``before_process`` reads for this cell: the accordion's values and the axis values."""
-    return api.parse_script_args(p.script_args, is_img2img=False, overrides=xyz.overrides_of(p))
+    return script_args.parse_script_args(p.script_args, is_img2img=False, overrides=xyz.overrides_of(p))
 
 
 def gif_lengths(ext: Extension) -> list[int]:

@@ -16,7 +16,7 @@ gr = pytest.importorskip(
     "gradio", reason="gradio lives in .venv-ui; tests/test_ui_venv.py runs this file there"
 )
 
-from lib_animatediff.a1111 import api, settings  # noqa: E402
+from lib_animatediff.a1111 import script_args, settings  # noqa: E402
 from lib_animatediff.a1111.ui import (  # noqa: E402
     AnimateDiffUI,
     hidden_tags_for,
@@ -324,7 +324,7 @@ def test_default_values_the_api_collects_mean_animatediff_off(tmp_path, is_img2i
     for model_dir in (_model_dir(tmp_path), tmp_path / "empty"):
         _, components = _build(model_dir, is_img2img)
         values = [component.value for component in components]
-        assert not api.parse_script_args(values, is_img2img=is_img2img).enable
+        assert not script_args.parse_script_args(values, is_img2img=is_img2img).enable
 
 
 def test_choosing_film_without_its_model_says_where_to_put_it(tmp_path):

@@ -275,7 +275,7 @@ def animatediff_i2i_batch(
 def enabled_params(p: Any) -> AnimateDiffParams | None:
     """Our script's parsed arguments on ``p`` when AnimateDiff is enabled, else None."""
     from lib_animatediff.a1111 import settings
-    from lib_animatediff.a1111.api import parse_script_args
+    from lib_animatediff.a1111.script_args import parse_script_args
 
     runner = getattr(p, "scripts", None)
     for script in getattr(runner, "alwayson_scripts", None) or []:

@@ -15,7 +15,7 @@ from lib_animatediff.params import INFOTEXT_PREFIX, AnimateDiffParams, ParamsErr
 def write(p: Any, params: AnimateDiffParams, motion_module: Any, *, is_img2img: bool) -> None:
     """Record the resolved params, the motion module's short hash and this extension's version in
     ``p``'s infotext."""
-    from lib_animatediff.a1111.api import version
+    from lib_animatediff.version import version
 
     short_hash = getattr(motion_module, "short_hash", None)
     p.extra_generation_params[INFOTEXT_PREFIX] = params.to_infotext(

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lib_animatediff.a1111.api import RequestError
+from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.coercion import ParamsError
 from lib_animatediff.options import LORA_SUFFIXES
 from motion_module.checkpoint_io import open_checkpoint

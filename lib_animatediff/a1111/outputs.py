@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lib_animatediff import frame_ops, interpolate, output
-from lib_animatediff.a1111 import api, settings, xyz
+from lib_animatediff.a1111 import results, settings, xyz
 from lib_animatediff.options import INTERP_BACKENDS, VIDEO_FORMATS
 
 GALLERY_SUFFIXES = (".gif", ".webp")
@@ -140,7 +140,7 @@ def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
         res.images = first_frames
         res.infotexts = video_infotexts
     elif getattr(p, "is_api", False):
-        res.images = api.result_images(written, all_frames, params.format)
+        res.images = results.result_images(written, all_frames, params.format)
     else:
         res.images = shown
         res.infotexts = infotexts

@@ -30,13 +30,13 @@ import torch
 
 from lib_animatediff import freeinit, latents, prompt_travel, windows
 from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, settings, source_length, xyz
-from lib_animatediff.a1111.api import RequestError, parse_script_args
 from lib_animatediff.a1111.compat import foreign_layers_follow
 from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
 from lib_animatediff.a1111.lora import applied_loras
 from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
 from lib_animatediff.a1111.schedule_swap import training_schedule
+from lib_animatediff.a1111.script_args import RequestError, parse_script_args
 from lib_animatediff.params import AnimateDiffParams
 
 RUN_ATTRIBUTE = "animatediff_run"  # the AnimateDiffRun of a processing object

@@ -4,7 +4,7 @@ The axes are added from ``script_callbacks.on_before_ui`` to the ``axis_options`
 module found in ``modules.scripts.scripts_data`` (A1111 loads it as ``xyz_grid.py``; older names are
 accepted as the original does), once. An axis value is stored on the processing object the plot
 made for its cell (a new dict each time: the plot's cells are shallow copies of one ``p``);
-:func:`lib_animatediff.a1111.api.parse_script_args` puts them (:func:`overrides_of`) over the
+:func:`lib_animatediff.a1111.script_args.parse_script_args` puts them (:func:`overrides_of`) over the
 UI/API parameters, so they are validated like any other value.
 """
 

@@ -1,26 +1,18 @@
-"""AnimateDiff over A1111's HTTP API: script arguments, errors as HTTP 422, result images, routes.
+"""The AnimateDiff script's arguments as params, and the request errors A1111's API answers with 422.
 
 ``/sdapi/v1/txt2img|img2img`` with ``"alwayson_scripts": {"AnimateDiff": {"args": [...]}}`` (A1111
 matches the title case-insensitively): the first argument may be a dict of fields (what the
 original and the ``webuiapi`` client send) or the arguments may be the accordion's positional list.
-Extra routes: ``GET /animatediff/v1/version`` and ``GET /animatediff/v1/models``.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import functools
-import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from lib_animatediff.coercion import as_bool
-from lib_animatediff.options import VIDEO_FORMATS
 from lib_animatediff.params import AnimateDiffParams
-
-PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 class RequestError(ValueError):
@@ -91,61 +83,3 @@ def parse_script_args(
     else:
         params = AnimateDiffParams.from_ui(list(args), is_img2img=is_img2img)
     return dataclasses.replace(params, **overrides) if overrides else params
-
-
-def encode_file(path: Path) -> str:
-    """A file's bytes as base64 text (A1111's ``encode_pil_to_base64`` passes strings through)."""
-    return base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def result_images(
-    videos: Sequence[Sequence[Path]], frames: Sequence[Any], formats: Sequence[str]
-) -> list[Any]:
-    """The API's ``images``: base64 of each video file (GIF, MP4, WEBP, WEBM), then ``frames`` if
-    ``Frame`` was asked for (as the original)."""
-    encoded = [
-        encode_file(path)
-        for files in videos
-        for kind in VIDEO_FORMATS
-        for path in files
-        if path.suffix.lower() == f".{kind.lower()}"
-    ]
-    return encoded + (list(frames) if "Frame" in formats else [])
-
-
-@functools.cache
-def version() -> str:
-    """This extension's version (from its ``pyproject.toml``)."""
-    match = re.search(r'^version\s*=\s*"([^"]+)"', PYPROJECT.read_text(encoding="utf-8"), re.MULTILINE)
-    return match.group(1) if match else "unknown"
-
-
-def describe_models(root: Path) -> list[dict[str, Any]]:
-    """Every motion-module file under ``root`` with its variant (when recognisable) and hashes."""
-    from lib_animatediff.a1111.model_cache import file_sha256, list_models
-    from motion_module import MotionModuleError, detect_variant
-
-    described = []
-    for name in list_models(root):
-        path = root / name
-        try:
-            variant = detect_variant(path)
-        except (MotionModuleError, OSError):
-            variant = None
-        sha256 = file_sha256(path, name)
-        described.append({"name": name, "variant": variant, "sha256": sha256, "hash": sha256[:8]})
-    return described
-
-
-def register_routes(_demo: Any, app: Any) -> None:
-    """``on_app_started`` callback: add the namespaced AnimateDiff routes to A1111's FastAPI app."""
-    from lib_animatediff.a1111.model_cache import model_dir
-
-    def get_version() -> dict[str, str]:
-        return {"version": version()}
-
-    def get_models() -> dict[str, Any]:
-        return {"model_dir": str(model_dir()), "models": describe_models(model_dir())}
-
-    app.add_api_route("/animatediff/v1/version", get_version, methods=["GET"])
-    app.add_api_route("/animatediff/v1/models", get_models, methods=["GET"])
