@@ -34,7 +34,8 @@ from benchmarks.runner_models import add_common_arguments, build_models, synchro
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.runner.generate import SamplingSettings, frame_conditioning
 from lib_animatediff.runner.samplers import make_scheduler
-from lib_animatediff.runner.sampling import ContextSettings, FrameConditioning, WindowedGuidedDenoiser
+from lib_animatediff.runner.sampling import FrameConditioning, WindowedGuidedDenoiser
+from lib_animatediff.windows import WindowPlan
 from motion_module import inject
 
 CONTEXT, OVERLAP = 16, 4
@@ -48,7 +49,7 @@ class CountingUNet(torch.nn.Module):
         return SimpleNamespace(sample=torch.zeros_like(x))
 
 
-def evaluations_per_frame(frames: int, settings: ContextSettings, steps: int) -> tuple[float, float, float]:
+def evaluations_per_frame(frames: int, settings: WindowPlan, steps: int) -> tuple[float, float, float]:
     """(mean, min, max) over steps of frame evaluations per guidance group divided by ``frames``."""
     cond = FrameConditioning(hidden=torch.zeros(frames, 1, 1))
     denoiser = WindowedGuidedDenoiser(
@@ -68,13 +69,11 @@ def count_table(steps: int) -> None:
         f"UNet frame evaluations per step / N  (context {CONTEXT}, overlap {OVERLAP}, mean over {steps} steps)"
     )
     print(f"{'N':>5} {'options':<16}{'mean':>8}{'min':>8}{'max':>8}{'reference':>11}")
-    cases = [
-        (n, "R-P, stride 1", ContextSettings(CONTEXT, 1, OVERLAP, "R-P"), REFERENCE[n]) for n in REFERENCE
-    ]
+    cases = [(n, "R-P, stride 1", WindowPlan(CONTEXT, 1, OVERLAP, "R-P"), REFERENCE[n]) for n in REFERENCE]
     cases += [
-        (64, "R-P, stride 2", ContextSettings(CONTEXT, 2, OVERLAP, "R-P"), 2.0),
-        (64, "A, stride 1", ContextSettings(CONTEXT, 1, OVERLAP, "A"), 1.5),
-        (64, "static", ContextSettings(CONTEXT, 1, OVERLAP, "R-P", schedule="static"), 1.25),
+        (64, "R-P, stride 2", WindowPlan(CONTEXT, 2, OVERLAP, "R-P"), 2.0),
+        (64, "A, stride 1", WindowPlan(CONTEXT, 1, OVERLAP, "A"), 1.5),
+        (64, "static", WindowPlan(CONTEXT, 1, OVERLAP, "R-P", schedule="static"), 1.25),
     ]
     worst = 0.0
     for frames, label, settings, reference in cases:
@@ -96,11 +95,9 @@ def timing_table(args: argparse.Namespace) -> None:
     )
     alphas = make_scheduler("DDIM").alphas_cumprod
     modes = {
-        "uniform, 1 window per call": ContextSettings(CONTEXT, 1, OVERLAP, windows_per_call=1),
-        "uniform, all windows in 1 call": ContextSettings(CONTEXT, 1, OVERLAP, windows_per_call=64),
-        "4 disjoint windows, 1 per call": ContextSettings(
-            CONTEXT, 1, 0, schedule="batched", windows_per_call=1
-        ),
+        "uniform, 1 window per call": WindowPlan(CONTEXT, 1, OVERLAP),
+        "uniform, all windows in 1 call": WindowPlan(CONTEXT, 1, OVERLAP, max_frames_per_call=64 * CONTEXT),
+        "4 disjoint windows, 1 per call": WindowPlan(CONTEXT, 1, 0, schedule="batched"),
     }
     times: dict[str, list[float]] = {name: [] for name in modes}
     unet_seconds = {name: [] for name in modes}

@@ -240,11 +240,6 @@ class AnimateDiffParams:
             raise ParamsError("model", self.model, "no motion module selected")
 
     @property
-    def effective_overlap(self) -> int:
-        """The overlap in frames, with the original's ``-1`` resolved to ``batch_size // 4``."""
-        return self.batch_size // 4 if self.overlap == -1 else self.overlap
-
-    @property
     def frame_count(self) -> int:
         """Frames generated (the original runs at least one full context): ``max(video_length, batch_size)``."""
         return max(self.video_length, self.batch_size)

@@ -23,16 +23,26 @@ into one call while ``windows × L`` stays within the budget; the fused result i
 window per call whenever the denoiser's output rows do not depend on the batch around them.
 
 ``freenoise`` reschedules initial noise as FreeNoise does (reference §2.6).
+
+:class:`WindowPlan` is the one declaration of the context options (size, stride, overlap with the
+original's ``-1`` resolved, closed loop, schedule, fuse method, call packing) that the A1111 denoiser
+hook and the runner's sampler both denoise with.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from lib_animatediff.options import FUSE_METHODS
+from lib_animatediff import context
+from lib_animatediff.options import FUSE_METHODS, ClosedLoop, ContextSchedule, FuseMethod
+
+if TYPE_CHECKING:
+    from lib_animatediff.params import AnimateDiffParams
 
 GAUSS_WEIGHT_FLOOR = 1e-3
 
@@ -216,3 +226,67 @@ def freenoise(
         source = source[order.cpu()][: frames - start]
         result[start : start + len(source)] = result[source.to(result.device)]
     return result
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How a video's frames are split into context windows, fused, and packed into model calls.
+
+    ``overlap`` is in frames (never ``-1``: :meth:`from_params` resolves it); ``max_frames_per_call``
+    bounds the frames of consecutive equal windows packed into one call (``None``: one window each).
+    """
+
+    size: int = 16
+    stride: int = 1
+    overlap: int = 4
+    closed_loop: ClosedLoop = "R-P"
+    schedule: ContextSchedule = "uniform"
+    fuse_method: FuseMethod = "pyramid"
+    max_frames_per_call: int | None = None
+
+    @classmethod
+    def from_params(cls, params: AnimateDiffParams, *, max_frames_per_call: int | None = None) -> WindowPlan:
+        """The plan of the extension's context options."""
+        return cls(
+            size=params.batch_size,
+            stride=params.stride,
+            overlap=context.resolve_overlap(params.overlap, params.batch_size),
+            closed_loop=params.closed_loop,
+            schedule=params.context_schedule,
+            fuse_method=params.fuse_method,
+            max_frames_per_call=max_frames_per_call,
+        )
+
+    def windows(self, step: int, num_frames: int) -> list[list[int]]:
+        """The windows of one denoiser step (``step`` rotates the uniform schedule)."""
+        return context.windows(
+            step, num_frames, self.size, self.stride, self.overlap, self.closed_loop, schedule=self.schedule
+        )
+
+    def call_count(self, frame_windows: Sequence[Sequence[int]]) -> int:
+        """Model calls that :meth:`denoise` makes for these windows."""
+        return len(plan_calls(frame_windows, max_frames_per_call=self.max_frames_per_call))
+
+    def denoise(
+        self,
+        denoise: DenoiseFn,
+        frame_windows: Sequence[Sequence[int]],
+        *,
+        num_frames: int,
+        num_groups: int,
+        sigma: float | None = None,
+    ) -> torch.Tensor:
+        """:func:`denoise_windows` over ``frame_windows`` with this plan's fuse and call packing."""
+        return denoise_windows(
+            denoise,
+            frame_windows,
+            num_frames=num_frames,
+            num_groups=num_groups,
+            fuse_method=self.fuse_method,
+            max_frames_per_call=self.max_frames_per_call,
+            sigma=sigma,
+        )
+
+    def freenoise(self, noise: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """FreeNoise rescheduling of ``noise`` for this plan's window size and overlap."""
+        return freenoise(noise, context_size=self.size, overlap=self.overlap, generator=generator)

@@ -9,6 +9,7 @@ import torch
 
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook, take_rows
 from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.windows import WindowPlan
 
 
 def test_take_rows_slices_per_image_tensors_inside_a1111s_condition_dicts() -> None:
@@ -36,7 +37,9 @@ def hook_for(model: Model, frames: int = 4) -> FrameWindowHook:
     params = AnimateDiffParams(enable=True, video_length=frames, batch_size=frames)
     state = SimpleNamespace(interrupted=False, skipped=False, sampling_step=0)
     handle = SimpleNamespace(set_frames=lambda n: None)
-    return FrameWindowHook(model, handle, params, frames, state=state, interrupted=KeyboardInterrupt)
+    return FrameWindowHook(
+        model, handle, WindowPlan.from_params(params), frames, state=state, interrupted=KeyboardInterrupt
+    )
 
 
 def test_the_hook_runs_windows_and_leaves_the_class_method_in_place() -> None:

@@ -22,7 +22,7 @@ from lib_animatediff.context import windows
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.prompt_travel import interpolate, parse
 from lib_animatediff.schedule import training_alphas_cumprod
-from lib_animatediff.windows import denoise_windows, plan_calls
+from lib_animatediff.windows import WindowPlan, plan_calls
 from motion_module import inject
 from tests.fixtures.tiny_models import CONTEXT_DIM, tiny_ldm_unet, tiny_motion_module
 
@@ -66,15 +66,14 @@ class WindowedLatentDiffusion(torch.nn.Module):
 
     def __init__(self, unet, handle, params: AnimateDiffParams, beta_schedule, *, max_frames_per_call=None):
         super().__init__()
-        self.unet, self.handle, self.params = unet, handle, params
-        self.max_frames_per_call = max_frames_per_call
+        self.unet, self.handle = unet, handle
+        self.plan = WindowPlan.from_params(params, max_frames_per_call=max_frames_per_call)
         self.register_buffer("alphas_cumprod", training_alphas_cumprod(beta_schedule, dtype=torch.float32))
         self.step = 0
         self.unet_calls = 0
 
     def apply_model(self, x, t, cond):
-        p = self.params
-        plan = windows(self.step, FRAMES, p.batch_size, p.stride, p.overlap, p.closed_loop)
+        frame_windows = self.plan.windows(self.step, FRAMES)
         self.step += 1
 
         def denoise(rows, frames):
@@ -82,14 +81,7 @@ class WindowedLatentDiffusion(torch.nn.Module):
             self.handle.set_frames(frames)
             return self.unet(x[rows], t[rows], context=cond[rows])
 
-        return denoise_windows(
-            denoise,
-            plan,
-            num_frames=FRAMES,
-            num_groups=x.shape[0] // FRAMES,
-            fuse_method=p.fuse_method,
-            max_frames_per_call=self.max_frames_per_call,
-        )
+        return self.plan.denoise(denoise, frame_windows, num_frames=FRAMES, num_groups=x.shape[0] // FRAMES)
 
 
 def sample(steps=STEPS, max_frames_per_call=None, last_frame_noise_shift=0.0, first_step=0):

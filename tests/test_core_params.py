@@ -15,6 +15,7 @@ from lib_animatediff.params import (
     ParamsError,
     parse_infotext,
 )
+from lib_animatediff.windows import WindowPlan
 
 ORIGINAL_ORDER = [
     "model",
@@ -108,7 +109,7 @@ def test_field_order_and_original_defaults():
         "default",
         "reuse",
     )
-    assert p.effective_overlap == 4 and p.frame_count == 16
+    assert WindowPlan.from_params(p).overlap == 4 and p.frame_count == 16
 
 
 def test_ui_layouts():

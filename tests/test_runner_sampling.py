@@ -11,11 +11,11 @@ from diffusers import DDIMScheduler
 from lib_animatediff.options import RUNNER_SAMPLERS
 from lib_animatediff.runner.samplers import SAMPLERS, make_scheduler
 from lib_animatediff.runner.sampling import (
-    ContextSettings,
     FrameConditioning,
     WindowedGuidedDenoiser,
     run_scheduler,
 )
+from lib_animatediff.windows import WindowPlan
 from motion_module.variants import LINEAR_BETAS, SDXL_BETAS, BetaSchedule
 
 FRAMES, CHANNELS, SIZE, TOKENS, WIDTH = 24, 4, 4, 3, 5
@@ -60,7 +60,7 @@ def latents(seed: int = 0) -> torch.Tensor:
     )
 
 
-def denoiser(unet, settings: ContextSettings, cfg: float = 7.0) -> WindowedGuidedDenoiser:
+def denoiser(unet, settings: WindowPlan, cfg: float = 7.0) -> WindowedGuidedDenoiser:
     set_frames = (
         (lambda n: setattr(unet, "frames", n)) if isinstance(unet, GroupMeanUNet) else (lambda n: None)
     )
@@ -74,7 +74,9 @@ def test_frame_local_denoiser_gives_the_unwindowed_guided_result(
     fuse_method: str, windows_per_call: int
 ) -> None:
     x, t = latents(), torch.tensor(500)
-    settings = ContextSettings(size=8, overlap=3, fuse_method=fuse_method, windows_per_call=windows_per_call)
+    settings = WindowPlan(
+        size=8, overlap=3, fuse_method=fuse_method, max_frames_per_call=8 * windows_per_call
+    )
     actual = denoiser(FrameLocalUNet(), settings)(x, t, step=3)
     reference_unet = FrameLocalUNet()
     eps_cond = reference_unet(x, t, encoder_hidden_states=conditioning(1).hidden).sample
@@ -85,7 +87,7 @@ def test_frame_local_denoiser_gives_the_unwindowed_guided_result(
 def test_windowed_equals_unwindowed_when_the_context_holds_every_frame() -> None:
     x, t = latents(), torch.tensor(250)
     unet = GroupMeanUNet()
-    actual = denoiser(unet, ContextSettings(size=FRAMES))(x, t, step=0)
+    actual = denoiser(unet, WindowPlan(size=FRAMES))(x, t, step=0)
     assert unet.calls == [2 * FRAMES]
     unet.frames = FRAMES
     both = unet(
@@ -99,20 +101,20 @@ def test_windowed_equals_unwindowed_when_the_context_holds_every_frame() -> None
 
 def test_smaller_windows_change_a_frame_mixing_result() -> None:
     x, t = latents(), torch.tensor(250)
-    whole = denoiser(GroupMeanUNet(), ContextSettings(size=FRAMES))(x, t, step=0)
-    windowed = denoiser(GroupMeanUNet(), ContextSettings(size=8, overlap=2))(x, t, step=0)
+    whole = denoiser(GroupMeanUNet(), WindowPlan(size=FRAMES))(x, t, step=0)
+    windowed = denoiser(GroupMeanUNet(), WindowPlan(size=8, overlap=2))(x, t, step=0)
     assert (whole - windowed).abs().max() > 1e-3
 
 
 def test_unet_calls_and_frame_evaluations_follow_the_windows() -> None:
     # N=24, L=8, overlap 2 at step 0: windows start at 0, 6, 12, 18 -> 4 windows (the last wraps).
     unet = FrameLocalUNet()
-    one = denoiser(unet, ContextSettings(size=8, overlap=2))
+    one = denoiser(unet, WindowPlan(size=8, overlap=2))
     one(latents(), torch.tensor(10), step=0)
     assert unet.calls == [16, 16, 16, 16]
     assert one.frame_evaluations == 64
     batched_unet = FrameLocalUNet()
-    denoiser(batched_unet, ContextSettings(size=8, overlap=2, windows_per_call=2))(
+    denoiser(batched_unet, WindowPlan(size=8, overlap=2, max_frames_per_call=16))(
         latents(), torch.tensor(10), step=0
     )
     assert batched_unet.calls == [32, 32]
@@ -121,7 +123,7 @@ def test_unet_calls_and_frame_evaluations_follow_the_windows() -> None:
 def test_cfg_one_skips_the_unconditional_half() -> None:
     unet = FrameLocalUNet()
     x, t = latents(), torch.tensor(100)
-    actual = denoiser(unet, ContextSettings(size=FRAMES), cfg=1.0)(x, t, step=0)
+    actual = denoiser(unet, WindowPlan(size=FRAMES), cfg=1.0)(x, t, step=0)
     assert unet.calls == [FRAMES]
     torch.testing.assert_close(
         actual, FrameLocalUNet()(x, t, encoder_hidden_states=conditioning(1).hidden).sample
@@ -143,7 +145,7 @@ def test_ddim_loop_with_an_oracle_denoiser_follows_the_closed_form_path() -> Non
 
     start = latents(8)
     result = run_scheduler(
-        scheduler, denoiser(Oracle(), ContextSettings(size=FRAMES), cfg=3.0), start, 10, progress=False
+        scheduler, denoiser(Oracle(), WindowPlan(size=FRAMES), cfg=3.0), start, 10, progress=False
     )
     assert scheduler.timesteps[0] == 999
     noise = (start - abar[999].sqrt() * target) / (1 - abar[999]).sqrt()

@@ -6,7 +6,7 @@ skip-early-CFG). Whatever the layout, each call holds ``G`` whole groups of the 
 frames, group-major. :class:`FrameWindowHook` replaces ``apply_model`` on the model instance while
 it is active; per context window it calls the real ``apply_model`` on that window's rows of every
 group (the motion module sees ``G`` clips of ``F`` frames) and fuses the windows with
-:mod:`lib_animatediff.windows`; ControlNet's per-frame hints follow each window
+:class:`lib_animatediff.windows.WindowPlan`; ControlNet's per-frame hints follow each window
 (:mod:`lib_animatediff.a1111.control_hints`). It checks A1111's Interrupt/Skip before each window and moves the
 progress bar across windows. The ``on_cfg_denoiser`` callback tells it the denoiser step (which
 rotates the windows) and swaps in the per-frame prompt-travel conditioning.
@@ -20,9 +20,8 @@ from typing import Any
 
 import torch
 
-from lib_animatediff import context, windows
 from lib_animatediff.a1111.control_hints import ControlHints
-from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.windows import WindowPlan
 
 _ABSENT = object()
 
@@ -34,23 +33,21 @@ class FrameWindowHook:
         self,
         sd_model: Any,
         handle: Any,
-        params: AnimateDiffParams,
+        plan: WindowPlan,
         num_frames: int,
         *,
         state: Any,
         interrupted: type[BaseException],
         travel_cond: Callable[[Any], Any] | None = None,
-        max_frames_per_call: int | None = None,
         control_hints: ControlHints | None = None,
     ) -> None:
         self.sd_model = sd_model
         self.handle = handle
-        self.params = params
+        self.plan = plan
         self.num_frames = num_frames
         self.state = state
         self.interrupted = interrupted
         self.travel_cond = travel_cond
-        self.max_frames_per_call = max_frames_per_call
         self.control_hints = control_hints
         self.step = 0
         self.cond_rows: int | None = None
@@ -80,16 +77,7 @@ class FrameWindowHook:
 
     def frame_windows(self) -> list[list[int]]:
         """The windows of this step."""
-        p = self.params
-        return context.windows(
-            self.step,
-            self.num_frames,
-            p.batch_size,
-            p.stride,
-            p.overlap,
-            p.closed_loop,
-            schedule=p.context_schedule,
-        )
+        return self.plan.windows(self.step, self.num_frames)
 
     def _apply_model(
         self, x: torch.Tensor, t: torch.Tensor, cond: Any, *args: Any, **kwargs: Any
@@ -106,7 +94,7 @@ class FrameWindowHook:
                 "frames (is another extension changing the batch size?)"
             )
         frame_windows = self.frame_windows()
-        calls = len(windows.plan_calls(frame_windows, max_frames_per_call=self.max_frames_per_call))
+        calls = self.plan.call_count(frame_windows)
         progress_base = self.state.sampling_step
         done = 0
 
@@ -124,13 +112,11 @@ class FrameWindowHook:
             with hints:
                 return self._original(x[rows], *picked, **options)
 
-        return windows.denoise_windows(
+        return self.plan.denoise(
             denoise,
             frame_windows,
             num_frames=self.num_frames,
             num_groups=total // self.num_frames,
-            fuse_method=self.params.fuse_method,
-            max_frames_per_call=self.max_frames_per_call,
             sigma=self.sigma_of(t),
         )
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from lib_animatediff import freeinit, latents, prompt_travel, windows
+from lib_animatediff import freeinit, latents, prompt_travel
 from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, settings, source_length, xyz
 from lib_animatediff.a1111.compat import foreign_layers_follow
 from lib_animatediff.a1111.control_hints import ControlHints
@@ -38,6 +38,7 @@ from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
 from lib_animatediff.a1111.schedule_swap import training_schedule
 from lib_animatediff.a1111.script_args import RequestError, parse_script_args
 from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.windows import WindowPlan
 
 RUN_ATTRIBUTE = "animatediff_run"  # the AnimateDiffRun of a processing object
 COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -141,12 +142,14 @@ class AnimateDiffRun:
                 FrameWindowHook(
                     sd_model,
                     handle,
-                    self.params,
+                    WindowPlan.from_params(
+                        self.params,
+                        max_frames_per_call=int(settings.get("animatediff_max_frames_per_call")) or None,
+                    ),
                     self.num_frames,
                     state=shared.state,
                     interrupted=sd_samplers_common.InterruptedException,
                     travel_cond=self._travel_cond if travels else None,
-                    max_frames_per_call=int(settings.get("animatediff_max_frames_per_call")) or None,
                     control_hints=ControlHints.of(p, self.num_frames),
                 ) as hook,
             ):
@@ -214,18 +217,14 @@ class AnimateDiffRun:
     # ---- process_before_every_sampling -----------------------------------------------------------
     def reschedule_noise(self, noise: torch.Tensor) -> None:
         """FreeNoise: after the first context window, each chunk of frames gets a seeded shuffle of the
-        noise one context earlier (:func:`lib_animatediff.windows.freenoise`), in place, so A1111's
+        noise one context earlier (:meth:`lib_animatediff.windows.WindowPlan.freenoise`), in place, so A1111's
         sampler starts from it. FreeInit's later passes start from noise built on the rescheduled
         noise already, which is left as it is."""
         params = self.params
         if params.noise != "freenoise" or noise is self.freeinit_noise or noise.shape[0] != self.num_frames:
             return
         generator = torch.Generator().manual_seed(int(self.p.seeds[0]))
-        noise.copy_(
-            windows.freenoise(
-                noise, context_size=params.batch_size, overlap=params.effective_overlap, generator=generator
-            )
-        )
+        noise.copy_(WindowPlan.from_params(params).freenoise(noise, generator))
 
     # ---- before_process_batch ----------------------------------------------------------------
     def prepare_init_latents(self) -> None:

@@ -30,13 +30,12 @@ from lib_animatediff.runner.errors import InputError
 from lib_animatediff.runner.models import Pipeline
 from lib_animatediff.runner.samplers import scheduler_for_motion_module
 from lib_animatediff.runner.sampling import (
-    ContextSettings,
     FrameConditioning,
     WindowedGuidedDenoiser,
     run_scheduler,
 )
 from lib_animatediff.runner.text import encode_prompts
-from lib_animatediff.windows import freenoise
+from lib_animatediff.windows import WindowPlan
 from motion_module import apply_motion_lora, inject
 
 DECODE_CHUNK = 8
@@ -221,15 +220,7 @@ def sample(
 ) -> tuple[torch.Tensor, int]:
     """Denoised latents and the UNet frame evaluations spent; FreeInit repeats the pass from
     re-initialised noise (``freeinit_iters`` passes in all)."""
-    settings = ContextSettings(
-        size=params.batch_size,
-        stride=params.stride,
-        overlap=params.overlap,
-        closed_loop=params.closed_loop,
-        schedule=params.context_schedule,
-        fuse_method=params.fuse_method,
-        windows_per_call=sampling.windows_per_call,
-    )
+    plan = WindowPlan.from_params(params, max_frames_per_call=sampling.windows_per_call * params.batch_size)
     device, dtype = pipeline.unet.device, pipeline.unet.dtype
     passes = params.freeinit_iters if params.freeinit_enable else 1
     start, latents, evaluations = noise, noise, 0
@@ -243,7 +234,7 @@ def sample(
                 latents.float().cpu(), noise, scheduler.alphas_cumprod, params, fresh_noise=fresh
             )
         denoiser = WindowedGuidedDenoiser(
-            pipeline.unet, set_frames, *conditioning, sampling.cfg_scale, settings, scheduler.alphas_cumprod
+            pipeline.unet, set_frames, *conditioning, sampling.cfg_scale, plan, scheduler.alphas_cumprod
         )
         latents = run_scheduler(
             scheduler,
@@ -271,9 +262,7 @@ def initial_noise(
     )
     noise = torch.randn(shape, generator=generator)
     if params.noise == "freenoise":
-        noise = freenoise(
-            noise, context_size=params.batch_size, overlap=params.effective_overlap, generator=generator
-        )
+        noise = WindowPlan.from_params(params).freenoise(noise, generator)
     return noise
 
 

@@ -1,10 +1,10 @@
 """The runner's sampling loop: a diffusers scheduler over all frames, the UNet over context windows.
 
-At every step the frames are split into context windows (:func:`lib_animatediff.context.windows`);
-each UNet call takes ``windows_per_call`` windows of equal length, with the conditional and
-unconditional copies as separate groups of frames (batch ``G*F``: ``G = 2*windows`` groups of
-``F`` frames), and the guided noise predictions of overlapping windows are fused per frame
-(:mod:`lib_animatediff.windows`). With ``cfg_scale == 1`` the unconditional half is skipped.
+At every step the frames are split into context windows by a :class:`lib_animatediff.windows.WindowPlan`
+(the same plan the A1111 hook uses); each UNet call takes the windows of equal length the plan packs
+into it, with the conditional and unconditional copies as separate groups of frames (batch ``G*F``:
+``G = 2*windows`` groups of ``F`` frames), and the guided noise predictions of overlapping windows
+are fused per frame. With ``cfg_scale == 1`` the unconditional half is skipped.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
 
-from lib_animatediff import context
-from lib_animatediff.windows import denoise_windows
+from lib_animatediff.windows import WindowPlan
 
 
 @dataclass(frozen=True)
@@ -50,19 +49,6 @@ class FrameConditioning:
         return FrameConditioning(pick("hidden"), pick("pooled"), pick("time_ids"))
 
 
-@dataclass(frozen=True)
-class ContextSettings:
-    """How frames are split into windows and fused (the extension's context options)."""
-
-    size: int = 16
-    stride: int = 1
-    overlap: int = -1
-    closed_loop: str = "R-P"
-    schedule: str = "uniform"
-    fuse_method: str = "pyramid"
-    windows_per_call: int = 1
-
-
 class WindowedGuidedDenoiser:
     """Predicts classifier-free-guided noise for all frames, window by window.
 
@@ -77,24 +63,21 @@ class WindowedGuidedDenoiser:
         cond: FrameConditioning,
         uncond: FrameConditioning | None,
         cfg_scale: float,
-        settings: ContextSettings,
+        plan: WindowPlan,
         alphas_cumprod: torch.Tensor,
     ) -> None:
         self.unet = unet
         self.set_frames = set_frames
         self.groups = [cond] if cfg_scale == 1 or uncond is None else [cond, uncond]
         self.cfg_scale = cfg_scale
-        self.settings = settings
+        self.plan = plan
         self.alphas_cumprod = alphas_cumprod
         self.frame_evaluations = 0
 
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
         """Guided noise for ``latents`` ``(N, C, h, w)`` at ``timestep``; ``step`` rotates the windows."""
-        s = self.settings
         num_frames = latents.shape[0]
-        frame_windows = context.windows(
-            step, num_frames, s.size, s.stride, s.overlap, s.closed_loop, schedule=s.schedule
-        )
+        frame_windows = self.plan.windows(step, num_frames)
         alpha = self.alphas_cumprod[int(timestep)].item()
 
         def denoise(rows: torch.Tensor, frames: int) -> torch.Tensor:
@@ -102,13 +85,11 @@ class WindowedGuidedDenoiser:
             rows = rows.to(latents.device)
             return self._unet(latents[rows % num_frames], timestep, conditioning, frames)
 
-        eps = denoise_windows(
+        eps = self.plan.denoise(
             denoise,
             frame_windows,
             num_frames=num_frames,
             num_groups=len(self.groups),
-            fuse_method=s.fuse_method,
-            max_frames_per_call=s.windows_per_call * s.size,
             sigma=((1 - alpha) / alpha) ** 0.5,
         )
         if len(self.groups) == 1:
