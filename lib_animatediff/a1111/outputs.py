@@ -13,14 +13,13 @@ does, and the infotext says so.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
-from lib_animatediff import frame_ops, interpolate, output
+from lib_animatediff import interpolate, output, post
 from lib_animatediff.a1111 import results, settings, xyz
-from lib_animatediff.options import INTERP_BACKENDS, VIDEO_FORMATS
+from lib_animatediff.options import VIDEO_FORMATS
 
 GALLERY_SUFFIXES = (".gif", ".webp")
 logger = logging.getLogger(__name__)
@@ -59,27 +58,12 @@ def missing_film_model() -> str | None:
 
 
 def interpolation_method(params: Any) -> Any:
-    """``params`` with ``interp`` naming the method that will really run: FILM without its model
-    file becomes ``Optical flow`` (said in the log), so the infotext tells what was done."""
-    if params.interp != "FILM":
-        return params
-    problem = missing_film_model()
-    if problem is None:
-        return params
-    logger.warning("%s", problem)
-    return dataclasses.replace(params, interp="Optical flow")
-
-
-def finish_frames(frames: list[Any], params: Any) -> list[Any]:
-    """Closed loop ``A`` ping-pong (as the original) then frame interpolation."""
-    frames = frame_ops.apply_closed_loop(
-        frames, params.closed_loop, video_length=params.video_length, batch_size=params.batch_size
-    )
-    if params.interp != "Off":
-        frames = interpolate.interpolate(
-            frames, params.interp_x, method=INTERP_BACKENDS[params.interp], film_dirs=film_dirs()
-        )
-    return frames
+    """``params`` with ``interp`` naming the method that will really run
+    (:func:`lib_animatediff.post.interpolation_that_runs`); FILM without its model file is said in the log."""
+    resolved = post.interpolation_that_runs(params, film_dirs())
+    if resolved is not params:
+        logger.warning("%s", missing_film_model())
+    return resolved
 
 
 def file_formats(params: Any) -> list[str]:
@@ -120,12 +104,9 @@ def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
         seed = res.all_seeds[offset - res.index_of_first_image]
         infotext = res.infotexts[offset] if offset < len(res.infotexts) else res.info
         embedded = infotext if embeds_infotext() else ""
-        frames = finish_frames(frames, params)
+        frames, _ = post.finish(frames, len(frames), params, film_dirs=film_dirs())
         stem = output.output_stem(p.outpath_samples, int(seed), params.request_id)
-        files = output.save(
-            frames, stem, file_formats(params), fps=params.fps, loop_number=params.loop_number,
-            infotext=embedded, options=options,
-        )  # fmt: skip
+        files = post.write(frames, stem, file_formats(params), params, infotext=embedded, options=options)
         written.append(files)
         all_frames += frames
         first_frames.append(frames[0])

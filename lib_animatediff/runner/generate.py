@@ -19,12 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lib_animatediff import output, prompt_travel
-from lib_animatediff.frame_ops import apply_closed_loop
+from lib_animatediff import output, post, prompt_travel
 from lib_animatediff.frame_stream import decoded_frames
 from lib_animatediff.freeinit import reinit_noise
-from lib_animatediff.interpolate import interpolate
-from lib_animatediff.options import INTERP_BACKENDS
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.runner.errors import InputError
 from lib_animatediff.runner.models import Pipeline
@@ -109,7 +106,10 @@ def generate(
     motion_loras: tuple[tuple[str | Path, float], ...] = (),
     progress: bool = True,
 ) -> Result:
-    """Render one video with ``pipeline`` + ``mm`` and write it into ``outdir`` (see module doc)."""
+    """Render one video with ``pipeline`` + ``mm`` and write it into ``outdir`` (see module doc).
+
+    The runner has no FILM model folder, so FILM is named as the optical flow that runs instead."""
+    params = post.interpolation_that_runs(params, ())
     sampled = sample_latents(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
     paths, count = write_video(pipeline, mm, sampled, params, sampling, outdir, progress=progress)
     return Result(paths=paths, seed=sampled.seed, frames=count, frame_evaluations=sampled.frame_evaluations)
@@ -128,31 +128,16 @@ def write_video(
     """Decode the first ``video_length`` frames of ``sampled`` and write them (paths, frames written).
 
     Frames stream from the VAE into the writers unless ping-pong (closed loop ``A``) or
-    interpolation needs the whole clip.
+    interpolation needs the whole clip (:func:`lib_animatediff.post.finish`).
     """
     latents = sampled.latents[: params.video_length or None]
     frames = decoded_frames(
         latents, partial(decode_chunk, pipeline), chunk_size=DECODE_CHUNK, progress=progress
     )
     stem = output.output_stem(outdir, sampled.seed, params.request_id)
-    settings = {
-        "fps": params.fps,
-        "loop_number": params.loop_number,
-        "infotext": _infotext(sampling, params, sampled.seed, mm),
-    }
-    order = apply_closed_loop(
-        range(len(latents)),
-        params.closed_loop,
-        video_length=params.video_length,
-        batch_size=params.batch_size,
-    )
-    if params.interp == "Off" and order == list(range(len(latents))):
-        return output.save(frames, stem, params.format, **settings), len(latents)
-    decoded = list(frames)
-    video = [decoded[index] for index in order]
-    if params.interp != "Off":
-        video = interpolate(video, params.interp_x, INTERP_BACKENDS[params.interp])
-    return output.save(video, stem, params.format, **settings), len(video)
+    video, count = post.finish(frames, len(latents), params)
+    infotext = _infotext(sampling, params, sampled.seed, mm)
+    return post.write(video, stem, params.format, params, infotext=infotext), count
 
 
 def render(
