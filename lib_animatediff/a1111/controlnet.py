@@ -15,13 +15,13 @@ given one is capped to it — the context becomes at most the video, and every b
 only its first ``video_length`` frames. Units given by API requests may be dicts and may name
 their own ``batch_images`` folder; such folders must lie in the request's allowed roots.
 
-Everything is read and checked by :func:`plan_feed` first; :meth:`FeedPlan.apply` changes the
-units only once the whole request is known to be good.
+The units are read and checked by :func:`plan_feed` first, the video's length and frames by
+:func:`lib_animatediff.resolve.resolve` (which decodes the source once); :meth:`FeedPlan.apply`
+changes the units only once the whole request is known to be good.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import tempfile
@@ -31,7 +31,7 @@ from typing import Any
 
 from lib_animatediff import video_source
 from lib_animatediff.coercion import ParamsError
-from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.resolve import ResolvedRun
 
 logger = logging.getLogger(__name__)
 KEYFRAME_PREFIX = "keyframe:"
@@ -74,53 +74,34 @@ class UnitPlan:
     unit: Any
     feed_video: bool  # gets AnimateDiff's frames
     own_folder: str | None  # its own batch_images folder (first line), if any
-    counted: int | None  # frames it bounds the video with (None: keyframes or not a batch unit)
+    counted: int | None  # frames its own folder bounds the video with (None: keyframes, or fed the video)
 
 
 @dataclass
 class FeedPlan:
-    """The checked plan for ControlNet's units; :meth:`apply` carries it out."""
+    """The checked plan for ControlNet's units; :meth:`apply` carries it out for the resolved run."""
 
     script: Any
     units: list[Any]
     plans: list[UnitPlan]
-    source_frames: video_source.SourceFrames | None
-    video_path: str
-    mask_path: str
     inpaint_masks: str | None = None  # the img2img batch's mask folder, for inpaint units it feeds
     temp_folder: Path | None = field(default=None, init=False)
 
-    def fit(self, params: AnimateDiffParams, *, automatic_length: bool) -> AnimateDiffParams:
-        """``params`` with the video length bounded by the shortest batch unit (see module doc)."""
-        counted = [plan for plan in self.plans if plan.counted is not None]
-        if not counted:
-            return params
-        shortest = min(counted, key=lambda plan: plan.counted)
-        length = shortest.counted if automatic_length else min(params.video_length, shortest.counted)
-        if length != params.video_length:
-            logger.warning(
-                "ControlNet unit %d has %d frames: the video is %s from %d to %d frames.",
-                shortest.index,
-                shortest.counted,
-                "set" if automatic_length else "shortened",
-                params.video_length,
-                length,
-            )
-        for plan in counted:
-            if plan.counted > length:
-                logger.info(
-                    "ControlNet unit %d: using the first %d of its %d frames.",
-                    plan.index,
-                    length,
-                    plan.counted,
-                )
-        return dataclasses.replace(params, video_length=length, batch_size=min(params.batch_size, length))
+    def unit_frames(self) -> tuple[tuple[int, int], ...]:
+        """``(unit index, frames)`` of the batch units with folders of their own that bound the video."""
+        return tuple((plan.index, plan.counted) for plan in self.plans if plan.counted is not None)
 
-    def apply(self, p: Any, video_length: int) -> None:
-        """Give the units their frames (writing a decoded video to a temporary folder if needed)."""
-        folder = self.video_path
+    def source_frames_for(self) -> int | None:
+        """The index of the first unit that gets AnimateDiff's video, if any."""
+        return next((plan.index for plan in self.plans if plan.feed_video), None)
+
+    def apply(self, p: Any, run: ResolvedRun) -> None:
+        """Give the units their frames (writing the decoded video to a temporary folder if needed)."""
+        params = run.params
+        folder = params.video_path
         if any(plan.feed_video for plan in self.plans) and not folder:
-            folder = str(self._write_source_frames(p))
+            assert run.source_frames is not None  # resolve decoded the source for the fed units
+            folder = str(self._write_source_frames(p, run.source_frames))
         for plan in self.plans:
             unit = plan.unit
             if plan.feed_video:
@@ -130,26 +111,25 @@ class FeedPlan:
                 logger.info("ControlNet unit %d gets AnimateDiff's %s frames.", plan.index, folder)
             if plan.feed_video or plan.own_folder is not None:
                 _set_batch_mode(unit)
-            if self.mask_path and not getattr(unit, "batch_mask_dir", None):
-                unit.batch_mask_dir = self.mask_path
+            if params.mask_path and not getattr(unit, "batch_mask_dir", None):
+                unit.batch_mask_dir = params.mask_path
             unit.animatediff_batch = True
             unit.batch_modifiers = [
                 *(getattr(unit, "batch_modifiers", None) or []),
-                FirstFrames(video_length),
+                FirstFrames(params.video_length),
             ]
         args = list(p.script_args)
         args[self.script.args_from : self.script.args_to] = self.units
         p.script_args = args
 
-    def _write_source_frames(self, p: Any) -> Path:
+    def _write_source_frames(self, p: Any, source: video_source.SourceFrames) -> Path:
         from modules import paths
         from PIL import Image
 
-        assert self.source_frames is not None  # plan_feed refused a unit needing frames without a source
         parent = Path(paths.data_path) / FRAMES_SUBFOLDER
         parent.mkdir(parents=True, exist_ok=True)
-        self.temp_folder = Path(tempfile.mkdtemp(prefix=f"{self.source_frames.source.stem}-", dir=parent))
-        for number, frame in enumerate(self.source_frames.frames):
+        self.temp_folder = Path(tempfile.mkdtemp(prefix=f"{source.source.stem}-", dir=parent))
+        for number, frame in enumerate(source.frames):
             Image.fromarray(frame).save(self.temp_folder / f"{number:05d}.png")
         _remove_when_closed(p, self)
         return self.temp_folder
@@ -205,18 +185,12 @@ def _has_own_image(unit: Any) -> bool:
     return _has_value(getattr(unit, "image", None)) or _has_value(getattr(unit, "batch_input_gallery", None))
 
 
-def _plan_unit(index: int, unit: Any, roots: list[Path] | None, video_frames: int | None) -> UnitPlan | None:
+def _plan_unit(index: int, unit: Any, roots: list[Path] | None) -> UnitPlan | None:
     if _has_own_image(unit):
         return None
     folder, keyframes = _batch_folder(unit)
     if folder is None:
-        if video_frames is None:
-            raise ParamsError(
-                "video_source",
-                None,
-                f"ControlNet unit {index} has no image and AnimateDiff has neither video_path nor video_source",
-            )
-        return UnitPlan(index, unit, True, None, video_frames)
+        return UnitPlan(index, unit, True, None, None)
     field_name = f"ControlNet unit {index} batch_images"
     try:
         count = len(video_source.list_frame_files(folder, roots))
@@ -227,43 +201,19 @@ def _plan_unit(index: int, unit: Any, roots: list[Path] | None, video_frames: in
     return UnitPlan(index, unit, False, folder, None if keyframes else count)
 
 
-def plan_feed(
-    p: Any,
-    params: AnimateDiffParams,
-    *,
-    roots: list[Path] | None,
-    backend: str = "ffmpeg",
-    inpaint_masks: str | None = None,
-) -> FeedPlan | None:
-    """Read ``p``'s ControlNet units and AnimateDiff's video and check them; changes nothing.
+def plan_feed(p: Any, *, roots: list[Path] | None, inpaint_masks: str | None = None) -> FeedPlan | None:
+    """Read ``p``'s ControlNet units and check the folders of their own; changes nothing.
     ``inpaint_masks``: an img2img batch's mask folder, given to the inpaint units it feeds.
 
-    None without ControlNet or without enabled units. ``ParamsError`` names the field for a unit
-    that needs frames when there is no video, or an unusable folder or video.
+    None without ControlNet or without enabled units. ``ParamsError`` names the field for an
+    unusable folder; :func:`lib_animatediff.resolve.resolve` checks the video the other units need.
     """
     found = controlnet_units(p)
     if found is None:
         return None
     script, units = found
     enabled = [(index, unit) for index, unit in enumerate(units) if getattr(unit, "enabled", False)]
-    if not enabled:
-        return None
-    needs_video = any(not _has_own_image(unit) and _batch_folder(unit)[0] is None for _, unit in enabled)
-    source_frames, video_frames = None, None
-    if needs_video and params.video_path:
-        try:
-            video_frames = len(video_source.list_frame_files(params.video_path, roots))
-        except video_source.VideoSourceError as error:
-            raise ParamsError("video_path", params.video_path, str(error)) from None
-    elif needs_video and params.video_source:
-        try:
-            source_frames = video_source.read_video(
-                params.video_source, max_frames=params.video_length, roots=roots, backend=backend
-            )
-        except video_source.VideoSourceError as error:
-            raise ParamsError("video_source", params.video_source, str(error)) from None
-        video_frames = source_frames.count
-    plans = [plan for index, unit in enabled if (plan := _plan_unit(index, unit, roots, video_frames))]
+    plans = [plan for index, unit in enabled if (plan := _plan_unit(index, unit, roots))]
     if not plans:
         return None
-    return FeedPlan(script, units, plans, source_frames, params.video_path, params.mask_path, inpaint_masks)
+    return FeedPlan(script, units, plans, inpaint_masks)

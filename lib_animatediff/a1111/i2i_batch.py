@@ -20,7 +20,6 @@ skip its per-frame latent blending.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,21 +120,6 @@ def read_images(paths: Sequence[Path], field: str) -> list[Any]:
         except OSError as error:
             raise ParamsError(field, str(path), f"not a readable image ({error})") from None
     return images
-
-
-def fit_params(params: AnimateDiffParams, batch: BatchFrames) -> AnimateDiffParams:
-    """The video fitted to the batch: as many frames as images (fewer when ``video_length`` asks for
-    fewer), a context no longer than that, and the input folder as ``video_path`` when no source is set
-    (so ControlNet units without an input get the same frames)."""
-    length = params.video_length if 0 < params.video_length <= batch.count else batch.count
-    context = min(params.batch_size, length)
-    overlap = params.overlap if params.overlap < context else context - 1
-    video_path = params.video_path
-    if not params.video_path and not params.video_source and batch.folder is not None:
-        video_path = batch.folder
-    return dataclasses.replace(
-        params, video_length=length, batch_size=context, overlap=overlap, video_path=video_path
-    )
 
 
 def trim_frames(p: Any, count: int) -> None:

@@ -57,15 +57,6 @@ def missing_film_model() -> str | None:
     )
 
 
-def interpolation_method(params: Any) -> Any:
-    """``params`` with ``interp`` naming the method that will really run
-    (:func:`lib_animatediff.post.interpolation_that_runs`); FILM without its model file is said in the log."""
-    resolved = post.interpolation_that_runs(params, film_dirs())
-    if resolved is not params:
-        logger.warning("%s", missing_film_model())
-    return resolved
-
-
 def file_formats(params: Any) -> list[str]:
     """Formats written here: the chosen ones; PNG only when frames go to the AnimateDiff folder
     (otherwise A1111 saves the frames itself); TXT only while A1111's "Save text information about

@@ -24,12 +24,13 @@ Order of events (A1111 1.10.1 ``processing.process_images``):
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from lib_animatediff import freeinit, latents, prompt_travel
-from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, settings, source_length, xyz
+from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, roots, settings, xyz
 from lib_animatediff.a1111.compat import foreign_layers_follow
 from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
@@ -38,7 +39,7 @@ from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
 from lib_animatediff.a1111.schedule_swap import training_schedule
 from lib_animatediff.a1111.script_args import RequestError, parse_script_args
 from lib_animatediff.params import AnimateDiffParams
-from lib_animatediff.windows import WindowPlan
+from lib_animatediff.resolve import HostFacts, resolve
 
 RUN_ATTRIBUTE = "animatediff_run"  # the AnimateDiffRun of a processing object
 COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -63,23 +64,15 @@ class AnimateDiffRun:
     """The state of one enabled AnimateDiff generation, kept on ``p`` (never in module globals)."""
 
     def __init__(self, p: Any, params: AnimateDiffParams, *, is_img2img: bool) -> None:
-        max_frames = int(settings.get("animatediff_max_frames")) or None
         self.i2i_batch = i2i_batch.batch_of(p) if is_img2img else None
-        if self.i2i_batch is not None:
-            params = i2i_batch.fit_params(params, self.i2i_batch)
-        automatic_length = params.video_length == 0
-        backend = settings.get("animatediff_default_frame_extract_method")
-        params = source_length.resolve_video_length(params, p, max_frames=max_frames, backend=backend)
+        allowed = roots.allowed_roots(p)
         self.controlnet = controlnet.plan_feed(
-            p,
-            params,
-            roots=source_length.allowed_roots(p),
-            backend=backend,
-            inpaint_masks=self.i2i_batch.mask_folder if self.i2i_batch is not None else None,
+            p, roots=allowed, inpaint_masks=self.i2i_batch.mask_folder if self.i2i_batch is not None else None
         )
-        if self.controlnet is not None:
-            params = self.controlnet.fit(params, automatic_length=automatic_length)
-        self.params = outputs.interpolation_method(params.validate(max_frames=max_frames))
+        self.resolved = resolve(params, host_facts(self.i2i_batch, self.controlnet, allowed))
+        self.params = self.resolved.params
+        if self.params.interp != params.interp:  # FILM without its model file: optical flow runs
+            logger.warning("%s", outputs.missing_film_model())
         self.p = p
         self.is_img2img = is_img2img
         self.num_frames = self.params.frame_count
@@ -104,7 +97,7 @@ class AnimateDiffRun:
             p.prompt = self.travel.frame_prompts() * p.n_iter
         p.batch_size = self.num_frames
         if self.controlnet is not None:
-            self.controlnet.apply(p, self.num_frames)
+            self.controlnet.apply(p, self.resolved)
         if self.i2i_batch is not None:
             i2i_batch.trim_frames(p, self.num_frames)
         p.do_not_save_samples = "PNG" not in params.format or bool(settings.get("animatediff_save_to_custom"))
@@ -142,10 +135,7 @@ class AnimateDiffRun:
                 FrameWindowHook(
                     sd_model,
                     handle,
-                    WindowPlan.from_params(
-                        self.params,
-                        max_frames_per_call=int(settings.get("animatediff_max_frames_per_call")) or None,
-                    ),
+                    self.resolved.plan,
                     self.num_frames,
                     state=shared.state,
                     interrupted=sd_samplers_common.InterruptedException,
@@ -224,7 +214,7 @@ class AnimateDiffRun:
         if params.noise != "freenoise" or noise is self.freeinit_noise or noise.shape[0] != self.num_frames:
             return
         generator = torch.Generator().manual_seed(int(self.p.seeds[0]))
-        noise.copy_(WindowPlan.from_params(params).freenoise(noise, generator))
+        noise.copy_(self.resolved.plan.freenoise(noise, generator))
 
     # ---- before_process_batch ----------------------------------------------------------------
     def prepare_init_latents(self) -> None:
@@ -254,6 +244,23 @@ class AnimateDiffRun:
         if "sample" in vars(self.p):
             del self.p.sample
         setattr(self.p, RUN_ATTRIBUTE, None)
+
+
+def host_facts(
+    batch: i2i_batch.BatchFrames | None, feed: controlnet.FeedPlan | None, allowed: list[Path] | None
+) -> HostFacts:
+    """What A1111 and its settings tell :func:`lib_animatediff.resolve.resolve` about this run."""
+    return HostFacts(
+        batch_frames=batch.count if batch is not None else None,
+        batch_folder=batch.folder if batch is not None else None,
+        unit_frames=feed.unit_frames() if feed is not None else (),
+        source_frames_for=feed.source_frames_for() if feed is not None else None,
+        roots=allowed,
+        max_frames=int(settings.get("animatediff_max_frames")) or None,
+        backend=settings.get("animatediff_default_frame_extract_method"),
+        film_dirs=tuple(outputs.film_dirs()),
+        max_frames_per_call=int(settings.get("animatediff_max_frames_per_call")) or None,
+    )
 
 
 def encode_last_frame(p: Any, image: Any) -> torch.Tensor:

@@ -23,6 +23,7 @@ from lib_animatediff import output, post, prompt_travel
 from lib_animatediff.frame_stream import decoded_frames
 from lib_animatediff.freeinit import reinit_noise
 from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.resolve import HostFacts, resolve
 from lib_animatediff.runner.errors import InputError
 from lib_animatediff.runner.models import Pipeline
 from lib_animatediff.runner.samplers import scheduler_for_motion_module
@@ -108,8 +109,9 @@ def generate(
 ) -> Result:
     """Render one video with ``pipeline`` + ``mm`` and write it into ``outdir`` (see module doc).
 
-    The runner has no FILM model folder, so FILM is named as the optical flow that runs instead."""
-    params = post.interpolation_that_runs(params, ())
+    The runner has no video source, batch or FILM model folder: :func:`lib_animatediff.resolve.resolve`
+    validates the params and names FILM as the optical flow that runs instead."""
+    params = resolve(params, HostFacts()).params
     sampled = sample_latents(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
     paths, count = write_video(pipeline, mm, sampled, params, sampling, outdir, progress=progress)
     return Result(paths=paths, seed=sampled.seed, frames=count, frame_evaluations=sampled.frame_evaluations)
