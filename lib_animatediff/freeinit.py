@@ -97,7 +97,7 @@ def reinit_noise(
         raise ValueError("freeinit_noise='fresh' needs fresh_noise shaped like the samples")
     alpha = alphas_cumprod[-1].to(device=samples.device, dtype=samples.dtype)
     diffused = alpha.sqrt() * samples + (1 - alpha).sqrt() * initial_noise
-    high = fresh_noise if settings.freeinit_noise == "fresh" else initial_noise
+    high = fresh_noise if settings.freeinit_noise == "fresh" and fresh_noise is not None else initial_noise
     frames, _, height, width = samples.shape
     mask = frequency_mask(
         frames, height, width, settings.freeinit_filter, settings.freeinit_ds, settings.freeinit_dt

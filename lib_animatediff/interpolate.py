@@ -190,7 +190,8 @@ class _FilmInterpolator:
 
 def _flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Dense flow F with source(p) ~ target(p + F(p)), from DIS on grey images."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # the factory name every OpenCV 4 and 5 build has (OpenCV 5's stubs list only the class method)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
     grey = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in (source, target)]
     return dis.calc(grey[0], grey[1], None)
 

@@ -80,5 +80,6 @@ def blend(
     alpha = alpha.to(noise.device).view(shape)
     if beta is None:
         return init_latent * alpha + noise * (1 - alpha)
+    assert last_latent is not None  # blend_weights gives beta only with a last latent
     beta = beta.to(noise.device).view(shape)
     return init_latent * alpha + last_latent * beta + noise * (1 - alpha - beta)

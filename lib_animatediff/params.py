@@ -357,7 +357,7 @@ class AnimateDiffParams:
     def from_infotext(cls, text: str) -> AnimateDiffParams:
         """Parameters from an infotext value (``mm_hash`` and ``version`` are ignored); enabled."""
         fields = parse_infotext(text)
-        values = {key: value for key, value in fields.items() if key in cls.FIELDS}
+        values: dict[str, Any] = {key: value for key, value in fields.items() if key in cls.FIELDS}
         return cls(enable=True, **values)
 
 

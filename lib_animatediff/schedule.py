@@ -17,10 +17,14 @@ KINDS = ("linear", "scaled_linear")
 class BetaScheduleLike(Protocol):
     """Anything with the fields of ``motion_module.BetaSchedule``."""
 
-    kind: str
-    beta_start: float
-    beta_end: float
-    num_steps: int
+    @property
+    def kind(self) -> str: ...
+    @property
+    def beta_start(self) -> float: ...
+    @property
+    def beta_end(self) -> float: ...
+    @property
+    def num_steps(self) -> int: ...
 
 
 def training_alphas_cumprod(

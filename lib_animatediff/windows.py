@@ -83,7 +83,7 @@ def plan_calls(
             and len(last[0]) == len(window)
             and (len(last) + 1) * len(window) <= max_frames_per_call
         )
-        if fits:
+        if fits and last is not None:
             last.append(window)
         else:
             calls.append([window])
@@ -141,6 +141,7 @@ def denoise_windows(
             out = eps.new_zeros((num_groups * num_frames, *eps.shape[1:]), dtype=accumulate)
             result_dtype = eps.dtype
         _fuse_into(out, eps, window, factors[index], num_frames, num_groups)
+    assert out is not None  # there is at least one window
     return out.to(result_dtype)
 
 

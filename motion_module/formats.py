@@ -62,8 +62,9 @@ class ModuleLayout:
 
 def unwrap_tensors(raw: Mapping[str, object], source: str) -> dict[str, torch.Tensor]:
     """The tensors of a loaded checkpoint: unwraps ``state_dict`` and drops non-tensor entries."""
-    if isinstance(raw.get("state_dict"), Mapping):
-        raw = raw["state_dict"]
+    nested = raw.get("state_dict")
+    if isinstance(nested, Mapping):
+        raw = nested
     tensors = {
         key: value for key, value in raw.items() if isinstance(key, str) and isinstance(value, torch.Tensor)
     }

@@ -16,7 +16,7 @@ it was. A UNet holds one motion module at a time, and a motion module is in one 
 from __future__ import annotations
 
 import weakref
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 from torch import nn
 
@@ -89,6 +89,7 @@ def inject(unet: nn.Module, mm: MotionModule) -> InjectionHandle:
     motion module of the other SD family (SDXL vs SD1.5), layers that do not fit the UNet's
     channels, or a UNet / motion module that is already injected.
     """
+    backend: ModuleType
     if inject_ldm.is_ldm_unet(unet):
         backend = inject_ldm
     elif inject_diffusers.is_diffusers_unet(unet):

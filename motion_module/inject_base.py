@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,12 +18,16 @@ from torch import nn
 from motion_module.errors import MotionModuleError
 from motion_module.model import MotionModule
 
+HostModule = Any
+"""A module of the host's UNet (ldm ``UNetModel`` or diffusers ``UNet2DConditionModel``): read by
+duck typing, since either library's blocks are reached through ``nn.Module.__getattr__``."""
+
 FAMILY_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL"}
 DOWN_LAYERS_PER_LEVEL = 2
 UP_LAYERS_PER_LEVEL = 3
 
 
-def layer_channels(layer: nn.Module) -> int:
+def layer_channels(layer: Any) -> int:
     """The channel count a temporal layer works on."""
     return layer.temporal_transformer.norm.num_channels
 

@@ -19,6 +19,7 @@ For motion modules trained with cross-frame GroupNorm (v1, HotShot-XL) the resne
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from motion_module.errors import MotionModuleError
 from motion_module.inject_base import (
     EditJournal,
     FrameCount,
+    HostModule,
     check_family,
     check_layer,
     check_level_counts,
@@ -39,12 +41,12 @@ LEVELS_PER_FAMILY = {4: "sd15", 3: "sdxl"}
 CONTAINER_NAME = "motion_modules"
 
 
-def is_diffusers_unet(unet: nn.Module) -> bool:
+def is_diffusers_unet(unet: HostModule) -> bool:
     """Whether ``unet`` has the diffusers ``UNet2DConditionModel`` block structure."""
     return all(hasattr(unet, name) for name in ("down_blocks", "mid_block", "up_blocks", "conv_in"))
 
 
-def unet_family(unet: nn.Module) -> str:
+def unet_family(unet: HostModule) -> str:
     """``"sd15"`` (4 levels) or ``"sdxl"`` (3 levels)."""
     family = LEVELS_PER_FAMILY.get(len(unet.down_blocks))
     if family is None or len(unet.up_blocks) != len(unet.down_blocks):
@@ -54,13 +56,13 @@ def unet_family(unet: nn.Module) -> str:
     return family
 
 
-def _hosts(block: nn.Module) -> list[nn.Module]:
+def _hosts(block: HostModule) -> list[nn.Module]:
     """The modules after which a block's temporal layers run: its attentions, else its resnets."""
     attentions = getattr(block, "attentions", None)
     return list(attentions) if attentions else list(block.resnets)
 
 
-def _output_with(output: object, change: Callable[[torch.Tensor], torch.Tensor]) -> object:
+def _output_with(output: Any, change: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     """``output`` (a tensor, a tuple led by one, or a ``BaseOutput``) with its sample changed."""
     if isinstance(output, torch.Tensor):
         return change(output)
@@ -70,7 +72,7 @@ def _output_with(output: object, change: Callable[[torch.Tensor], torch.Tensor])
     return output
 
 
-def _placements(unet: nn.Module, mm: MotionModule) -> list[tuple[nn.Module, list[nn.Module], list]]:
+def _placements(unet: HostModule, mm: MotionModule) -> list[tuple[HostModule, list[nn.Module], list]]:
     """``(block, hosts, layers)`` per block, checked against the UNet's channels and layer counts."""
     placements = []
     for kind, blocks, per_level in (
@@ -100,7 +102,7 @@ def _placements(unet: nn.Module, mm: MotionModule) -> list[tuple[nn.Module, list
     return placements
 
 
-def _resnet_norms(unet: nn.Module) -> list[nn.GroupNorm]:
+def _resnet_norms(unet: HostModule) -> list[nn.GroupNorm]:
     """``norm1``/``norm2`` of every resnet, and ``conv_norm_out``."""
     norms = [
         norm
@@ -111,7 +113,7 @@ def _resnet_norms(unet: nn.Module) -> list[nn.GroupNorm]:
     return norms + ([unet.conv_norm_out] if unet.conv_norm_out is not None else [])
 
 
-def inject_into(unet: nn.Module, mm: MotionModule, frames: FrameCount, journal: EditJournal) -> None:
+def inject_into(unet: HostModule, mm: MotionModule, frames: FrameCount, journal: EditJournal) -> None:
     """Hook ``mm``'s temporal layers into ``unet``; everything is checked before the first edit."""
     family = unet_family(unet)
     check_family(family, mm)

@@ -26,22 +26,23 @@ from motion_module.inject_base import (
     EditJournal,
     FrameCount,
     FramedTemporal,
+    HostModule,
     check_family,
     check_layer,
     check_level_counts,
     make_cross_frame,
 )
-from motion_module.model import MotionModule
+from motion_module.model import MotionLayer, MotionModule
 
 BLOCKS_PER_FAMILY = {12: "sd15", 9: "sdxl"}
 
 
-def is_ldm_unet(unet: nn.Module) -> bool:
+def is_ldm_unet(unet: HostModule) -> bool:
     """Whether ``unet`` has the ldm/sgm ``UNetModel`` block structure."""
     return all(hasattr(unet, name) for name in ("input_blocks", "middle_block", "output_blocks"))
 
 
-def unet_family(unet: nn.Module) -> str:
+def unet_family(unet: HostModule) -> str:
     """``"sd15"`` (4 levels, 12 input blocks) or ``"sdxl"`` (3 levels, 9 input blocks)."""
     counts = (len(unet.input_blocks), len(unet.output_blocks))
     family = BLOCKS_PER_FAMILY.get(counts[0])
@@ -52,7 +53,7 @@ def unet_family(unet: nn.Module) -> str:
     return family
 
 
-def _block_channels(block: nn.Sequential, where: str) -> int:
+def _block_channels(block: HostModule, where: str) -> int:
     """Output channels of a UNet block, read from its leading ResBlock."""
     channels = getattr(block[0], "out_channels", None)
     if not isinstance(channels, int):
@@ -60,11 +61,11 @@ def _block_channels(block: nn.Sequential, where: str) -> int:
     return channels
 
 
-def _ends_with_upsample(block: nn.Sequential) -> bool:
+def _ends_with_upsample(block: HostModule) -> bool:
     return type(block[-1]).__name__ == "Upsample"
 
 
-def _placements(unet: nn.Module, mm: MotionModule) -> list[tuple[nn.Sequential, int, nn.Module]]:
+def _placements(unet: HostModule, mm: MotionModule) -> list[tuple[HostModule, int, MotionLayer]]:
     """``(block, index, layer)`` for every temporal layer, checked against the UNet's channels."""
     placements = []
     for level, level_layers in enumerate(mm.down_layers):
@@ -86,7 +87,7 @@ def _placements(unet: nn.Module, mm: MotionModule) -> list[tuple[nn.Sequential, 
     return placements
 
 
-def _resblock_norms(unet: nn.Module) -> list[nn.GroupNorm]:
+def _resblock_norms(unet: HostModule) -> list[nn.GroupNorm]:
     """The GroupNorms inside ResBlocks, and the final ``out`` norm."""
     norms = [
         sub
@@ -98,7 +99,7 @@ def _resblock_norms(unet: nn.Module) -> list[nn.GroupNorm]:
     return norms + [sub for sub in unet.out if isinstance(sub, nn.GroupNorm)]
 
 
-def inject_into(unet: nn.Module, mm: MotionModule, frames: FrameCount, journal: EditJournal) -> None:
+def inject_into(unet: HostModule, mm: MotionModule, frames: FrameCount, journal: EditJournal) -> None:
     """Insert ``mm``'s temporal layers into ``unet``; everything is checked before the first edit."""
     family = unet_family(unet)
     check_family(family, mm)

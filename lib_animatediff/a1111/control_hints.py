@@ -62,7 +62,7 @@ def per_frame_tensors(param: Any) -> list[Slot]:
         if isinstance(value, torch.Tensor) and value.ndim:
             slots.append((value, partial(setattr, param, name), True))
     model = getattr(param, "control_model", None)
-    embed = getattr(model, "image_emb", None)
+    embed: Any = getattr(model, "image_emb", None)
     if isinstance(getattr(embed, "cond_emb", None), torch.Tensor) and hasattr(embed, "_replace"):
 
         def put_embedding(tensor: torch.Tensor, model: Any = model) -> None:

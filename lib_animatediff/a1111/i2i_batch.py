@@ -138,7 +138,9 @@ def init_per_frame_masks(p: Any, host_init: Callable[..., None]) -> Callable[...
         per_frame: dict[str, list] = {
             name: [] for name in ("init_latent", "mask", "nmask", "image_conditioning")
         }
-        overlays, corrections, paste_to = [], [], []
+        overlays: list[Any] = []
+        corrections: list[Any] = []
+        paste_to: list[Any] = []
         try:
             for index, (image, mask) in enumerate(zip(frames, masks, strict=True)):
                 p.init_images, p.image_mask, p.batch_size = [image], mask, 1
@@ -291,7 +293,7 @@ def install() -> None:
         return wrapped(p, *args, **kwargs)
 
     setattr(process_batch, WRAPPER_MARK, True)
-    process_batch.__wrapped__ = wrapped
+    setattr(process_batch, "__wrapped__", wrapped)  # noqa: B010 (a plain function has no declared attribute)
     img2img.process_batch = process_batch
 
 

@@ -95,7 +95,8 @@ def write_outputs(p: Any, res: Any, run: Any) -> list[list[Path]]:
         seed = res.all_seeds[offset - res.index_of_first_image]
         infotext = res.infotexts[offset] if offset < len(res.infotexts) else res.info
         embedded = infotext if embeds_infotext() else ""
-        frames, _ = post.finish(frames, len(frames), params, film_dirs=film_dirs())
+        finished, _ = post.finish(frames, len(frames), params, film_dirs=film_dirs())
+        frames = list(finished)
         stem = output.output_stem(p.outpath_samples, int(seed), params.request_id)
         files = post.write(frames, stem, file_formats(params), params, infotext=embedded, options=options)
         written.append(files)

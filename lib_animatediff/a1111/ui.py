@@ -101,7 +101,7 @@ def pick_model(names: Sequence[str], wanted: str | None) -> str | None:
         if candidate in names:
             return candidate
     in_subfolder = [name for name in names if name.rsplit("/", 1)[-1] == DEFAULT_MODEL]
-    return (in_subfolder or list(names) or [None])[0]
+    return (in_subfolder or list(names) or [None])[0]  # type: ignore[list-item]
 
 
 def probe_video(path: str) -> tuple[int, int]:

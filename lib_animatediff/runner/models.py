@@ -131,7 +131,7 @@ def load_single_file(
     configs: Mapping[str, Mapping[str, Any]] = FAMILY_CONFIGS,
 ) -> Pipeline:
     """Build the models of a single-file SD1.5 / SDXL checkpoint from the shipped ``configs``."""
-    tokenizers = _local_clip_tokenizers(tokenizer_dir)
+    tokenizers: tuple[Any, ...] = _local_clip_tokenizers(tokenizer_dir)
     checkpoint = read_checkpoint(path)
     family = checkpoint_family(checkpoint, path)
     config = configs[family]
@@ -153,7 +153,7 @@ def load_single_file(
     return Pipeline(family=family, unet=unet, vae=vae, text_encoders=encoders, tokenizers=tokenizers)
 
 
-def _assemble(cls: type, config: Mapping[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+def _assemble(cls: Any, config: Mapping[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
     with torch.device("meta"):
         model = cls.from_config(dict(config))
     model.load_state_dict(state, strict=True, assign=True)
