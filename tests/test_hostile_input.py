@@ -1,0 +1,126 @@
+"""Hostile input and faults (issue 13), in the order of the issue's list: paths from the API, the
+memory budget and integer bounds, late output failures caught before sampling, NaN/Inf latents,
+malformed motion-module files, whole-or-absent outputs, and the chunked temporal attention.
+
+Where a case needs a big number, a small budget setting stands in for a big allocation.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib_animatediff import budget
+from lib_animatediff.a1111.script_args import RequestError
+from lib_animatediff.coercion import ParamsError
+from lib_animatediff.params import AnimateDiffParams
+from lib_animatediff.runner import cli
+from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
+
+FRAMES = 6
+CONTEXT = 4
+
+
+@pytest.fixture
+def ext(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Extension:
+    return load_extension(monkeypatch, tmp_path)
+
+
+def api_request(**changes) -> dict:
+    request = {
+        "model": MODEL_NAME, "enable": True, "video_length": FRAMES, "batch_size": CONTEXT, "overlap": 1,
+        "closed_loop": "N", "format": ["GIF"], "fuse_method": "flat",
+    }  # fmt: skip
+    request.update(changes)
+    return request
+
+
+def unet_calls(ext: Extension) -> list[int]:
+    calls: list[int] = []
+    ext.sd_model.model.diffusion_model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    return calls
+
+
+def outputs_of(ext: Extension) -> list:
+    folder = ext.host.root / "outputs"
+    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
+
+
+def refused(ext: Extension, request: dict, **processing) -> RequestError:
+    """Run ``request`` through the API path; assert it is a 422 before any UNet call or output."""
+    before = unet_fingerprint(ext.sd_model.model.diffusion_model)
+    calls = unet_calls(ext)
+    with pytest.raises(RequestError) as caught:
+        ext.host.processing.process_images(ext.processing(request, is_api=True, **processing))
+    assert vars(caught.value)["status_code"] == 422
+    assert calls == [] and outputs_of(ext) == []
+    assert unet_fingerprint(ext.sd_model.model.diffusion_model) == before
+    return caught.value
+
+
+# ---- budget: bounded integers, the memory estimate against what is free ------------------------------
+
+
+@pytest.mark.parametrize(
+    "field", ["video_length", "batch_size", "stride", "overlap", "interp_x", "loop_number"]
+)
+def test_budget_huge_integers_are_refused_by_their_bound_not_an_overflow(field: str) -> None:
+    with pytest.raises(ParamsError, match=r"must be >= -?\d+ and <= \d+") as caught:
+        AnimateDiffParams(enable=True, **{field: 10**30})
+    assert caught.value.field == field
+
+
+def test_budget_fps_1e308_is_refused_naming_fps_in_a_short_message() -> None:
+    with pytest.raises(ParamsError, match=r"fps=1e\+308: must be > 0 and <= 1000") as caught:
+        AnimateDiffParams(enable=True, fps=1e308)
+    assert caught.value.field == "fps"
+
+
+def test_budget_estimate_counts_latents_conds_decoded_frames_and_writers() -> None:
+    params = AnimateDiffParams(enable=True, video_length=40, batch_size=16, format=("GIF", "MP4"))
+    needed = budget.estimate(params, 512, 384)
+    latents = torch.empty(40, 4, 384 // 8, 512 // 8)  # what the sampler holds per copy of the clip
+    assert needed.latents == budget.LATENT_COPIES * latents.nbytes
+    assert needed.conds == 2 * torch.empty(40, 77, 768).nbytes
+    assert needed.decoded_frames == 40 * 512 * 384 * (4 * 3 + 3)
+    assert needed.writers == 2 * 16 * 512 * 384 * 3
+    assert needed.total == needed.latents + needed.conds + needed.decoded_frames + needed.writers
+    streamed = budget.estimate(params, 512, 384, streamed=True)
+    assert streamed.decoded_frames == budget.STREAMED_DECODE_FRAMES * 512 * 384 * 15
+
+
+def test_budget_interpolation_and_ping_pong_multiply_the_written_frames() -> None:
+    params = AnimateDiffParams(
+        enable=True, video_length=8, batch_size=8, closed_loop="A", interp="FILM", interp_x=4
+    )
+    needed = budget.estimate(params, 64, 64)
+    assert needed.output_frames == (8 + 6) * 4 and needed.field == "interp_x"
+    with pytest.raises(ParamsError, match="56 written") as caught:
+        budget.check(needed, needed.total - 1)
+    assert caught.value.field == "interp_x"
+    assert budget.check(needed, needed.total) is needed
+
+
+def test_budget_default_is_the_memory_free_now() -> None:
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        available = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    assert budget.budget_bytes(0) == pytest.approx(available, rel=0.2)
+    assert budget.budget_bytes(3) == 3 * 2**20
+    with pytest.raises(ValueError, match="MiB"):
+        budget.budget_bytes(-1)
+
+
+def test_budget_100000_frames_at_512_are_a_422_naming_video_length_before_sampling(ext: Extension) -> None:
+    ext.host.shared.opts.data["animatediff_memory_budget_mb"] = 256
+    error = refused(ext, api_request(video_length=100_000), width=512, height=512)
+    assert error.field == "video_length"
+    assert "100000 frames" in error.detail and "more than the 256.0 MiB available" in error.detail
+    ext.host.processing.process_images(ext.processing(api_request(), is_api=True))  # small ones still run
+    assert [path.suffix for path in outputs_of(ext)] == [".gif"]
+
+
+def test_budget_runner_refuses_before_loading_models(capsys: pytest.CaptureFixture, tmp_path) -> None:
+    argv = ["demo", "--frames", "100000", "--memory-budget-mb", "64", "--outdir", str(tmp_path)]
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    assert "video_length=100000" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
