@@ -25,10 +25,20 @@ import numpy as np
 from PIL import Image
 
 from lib_animatediff import writers
-from lib_animatediff.options import MAX_LOOP_NUMBER, MAX_REQUEST_ID_LENGTH, SAVE_FORMATS
+from lib_animatediff.budget import output_frame_count
+from lib_animatediff.coercion import ParamsError
+from lib_animatediff.options import (
+    MAX_LOOP_NUMBER,
+    MAX_OUTPUT_FRAMES,
+    MAX_REQUEST_ID_LENGTH,
+    MAX_WEBP_FRAME_MS,
+    MIN_GIF_FPS,
+    SAVE_FORMATS,
+)
+from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.writers import OutputOptions
 
-__all__ = ["OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "save"]
+__all__ = ["OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "preflight", "save"]
 
 Writer = Callable[..., None]
 
@@ -66,6 +76,50 @@ def next_sequence_number(folder: Path) -> int:
     return max(numbers) + 1
 
 
+OUTPUT_SUBFOLDER = "AnimateDiff"
+
+
+def preflight(
+    params: AnimateDiffParams, outdir: str | os.PathLike[str], *, outdir_field: str = "outdir"
+) -> None:
+    """Check, before sampling, everything the output stage will need: frame durations each chosen
+    format can store, the frame count after ping-pong and interpolation, the encoder binary, and
+    that the output folder can be created and written. ``ParamsError`` names the field."""
+    if "GIF" in params.format and params.fps < MIN_GIF_FPS:
+        raise ParamsError(
+            "fps", params.fps, f"a GIF frame lasts at most 655.35 s; use fps >= {MIN_GIF_FPS:.4f}"
+        )
+    if "WEBP" in params.format and 1000 / params.fps > MAX_WEBP_FRAME_MS:
+        raise ParamsError("fps", params.fps, f"a WebP frame lasts at most {MAX_WEBP_FRAME_MS} ms")
+    written = output_frame_count(params)
+    if written > MAX_OUTPUT_FRAMES:
+        field = "interp_x" if params.interp != "Off" else "video_length"
+        raise ParamsError(
+            field,
+            getattr(params, field),
+            f"would write {written} frames, above the limit of {MAX_OUTPUT_FRAMES}",
+        )
+    if {"MP4", "WEBM"} & set(params.format):
+        try:
+            import imageio_ffmpeg
+
+            imageio_ffmpeg.get_ffmpeg_exe()
+        except (ImportError, RuntimeError) as error:
+            raise ParamsError("format", list(params.format), f"MP4/WEBM need ffmpeg ({error})") from None
+    _check_writable(Path(outdir) / OUTPUT_SUBFOLDER, outdir_field, outdir)
+
+
+def _check_writable(folder: Path, field: str, outdir: str | os.PathLike[str]) -> None:
+    """``folder`` exists as a writable directory or can be created (its nearest existing ancestor is one)."""
+    existing = folder.absolute()
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ParamsError(field, str(outdir), f"{existing} is not a folder, so {folder} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ParamsError(field, str(outdir), f"{existing} is not writable")
+
+
 def output_stem(
     outdir: str | os.PathLike[str],
     seed: int,
@@ -81,7 +135,7 @@ def output_stem(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed: expected an integer, got {seed!r}")
     day = (date or datetime.date.today()).strftime("%Y-%m-%d")
-    folder = Path(outdir) / "AnimateDiff" / day
+    folder = Path(outdir) / OUTPUT_SUBFOLDER / day
     folder.mkdir(parents=True, exist_ok=True)
     suffix = sanitize_request_id(request_id)
     name = f"{next_sequence_number(folder):05}-{int(seed)}" + (f"-{suffix}" if suffix else "")

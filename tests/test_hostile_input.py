@@ -7,14 +7,15 @@ Where a case needs a big number, a small budget setting stands in for a big allo
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from lib_animatediff import budget
+from lib_animatediff import budget, output
 from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.coercion import ParamsError
 from lib_animatediff.params import AnimateDiffParams
-from lib_animatediff.runner import cli
+from lib_animatediff.runner import cli, generate
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
 
 FRAMES = 6
@@ -124,3 +125,57 @@ def test_budget_runner_refuses_before_loading_models(capsys: pytest.CaptureFixtu
     assert cli.main(argv) == cli.EXIT_BAD_INPUT
     assert "video_length=100000" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- late failures: the whole output stage is checked before sampling --------------------------------
+
+
+def test_late_failures_fps_0_001_with_gif_is_a_422_before_sampling(ext: Extension) -> None:
+    error = refused(ext, api_request(fps=0.001))
+    assert error.field == "fps" and "655.35 s" in error.detail
+    webp = api_request(fps=0.001, format=["WEBP"])  # 1,000,000 ms per frame fits WebP's 24 bits
+    output.preflight(AnimateDiffParams.from_api(webp), ext.host.root / "outputs")
+
+
+def test_late_failures_interp_x_beyond_the_written_frame_limit_is_a_422_before_sampling(
+    ext: Extension,
+) -> None:
+    assert refused(ext, api_request(interp="Optical flow", interp_x=10**6)).field == "interp_x"
+    ext.host.shared.opts.data["animatediff_memory_budget_mb"] = 10**6  # the frame limit refuses, not memory
+    error = refused(ext, api_request(video_length=200, interp="Optical flow", interp_x=64))
+    assert error.field == "interp_x" and "would write 12800 frames" in error.detail
+
+
+def test_late_failures_an_outdir_under_a_file_is_a_422_before_sampling(ext: Extension) -> None:
+    blocker = ext.host.root / "blocker"
+    blocker.write_text("a file where the output folder should be")
+    p = ext.processing(api_request(), is_api=True)
+    p.outpath_samples = str(blocker / "outputs")
+    calls = unet_calls(ext)
+    with pytest.raises(RequestError) as caught:
+        ext.host.processing.process_images(p)
+    assert caught.value.field == "outpath_samples" and "is not a folder" in caught.value.detail
+    assert calls == []
+
+
+def test_late_failures_runner_outdir_under_a_file_stops_before_sampling(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the output folder was checked")
+
+    monkeypatch.setattr(generate, "sample_latents", no_sampling)
+    assert cli.main(["demo", "--frames", "4", "--context", "4", "--outdir", str(blocker / "out")]) == 2
+    assert "--outdir" in capsys.readouterr().err and blocker.read_text() == "x"
+
+
+def test_late_failures_mp4_infotext_over_128_kib_goes_through_a_metadata_file(tmp_path) -> None:
+    infotext = "a long prompt; with = and # and \\ and\nnewlines ✓ " * 4000
+    assert len(infotext.encode()) > 200_000  # one ffmpeg argument may hold 128 KiB on Linux
+    frames = [np.full((16, 16, 3), value, np.uint8) for value in (0, 128, 255)]
+    (mp4,) = output.save(frames, tmp_path / "clip", ["MP4"], fps=8, infotext=infotext)
+    assert infotext.replace("\n", "").encode() in mp4.read_bytes().replace(b"\n", b"")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]

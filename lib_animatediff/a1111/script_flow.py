@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from lib_animatediff import budget, freeinit, latents, prompt_travel, windows
+from lib_animatediff import budget, freeinit, latents, output, prompt_travel, windows
 from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, settings, source_length, xyz
 from lib_animatediff.a1111.compat import foreign_layers_follow
 from lib_animatediff.a1111.control_hints import ControlHints
@@ -80,6 +80,7 @@ class AnimateDiffRun:
             params = self.controlnet.fit(params, automatic_length=automatic_length)
         self.params = outputs.interpolation_method(params.validate(max_frames=max_frames))
         budget.check(budget.estimate(self.params, p.width, p.height), settings.memory_budget())
+        output.preflight(self.params, p.outpath_samples, outdir_field="outpath_samples")
         self.p = p
         self.is_img2img = is_img2img
         self.num_frames = self.params.frame_count

@@ -117,6 +117,7 @@ def generate(
     progress: bool = True,
 ) -> Result:
     """Render one video with ``pipeline`` + ``mm`` and write it into ``outdir`` (see module doc)."""
+    output.preflight(params, outdir, outdir_field="--outdir")
     sampled = sample_latents(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
     paths, count = write_video(pipeline, mm, sampled, params, sampling, outdir, progress=progress)
     return Result(paths=paths, seed=sampled.seed, frames=count, frame_evaluations=sampled.frame_evaluations)
