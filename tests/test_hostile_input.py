@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from lib_animatediff import budget, output
+from lib_animatediff import budget, context, output, windows
 from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.coercion import ParamsError
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.runner import cli, generate
+from lib_animatediff.runner.tiny import tiny_motion_state_dict, tiny_pipeline
+from motion_module import load_motion_module
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
 
 FRAMES = 6
@@ -179,3 +181,49 @@ def test_late_failures_mp4_infotext_over_128_kib_goes_through_a_metadata_file(tm
     (mp4,) = output.save(frames, tmp_path / "clip", ["MP4"], fps=8, infotext=infotext)
     assert infotext.replace("\n", "").encode() in mp4.read_bytes().replace(b"\n", b"")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+# ---- NaN/Inf latents: stop at the window, name the step and the frames -------------------------------
+
+
+def poison_call(unet: torch.nn.Module, n: int) -> None:
+    """Make the ``n``-th UNet call return NaN in its first element."""
+    calls: list[int] = []
+
+    def hook(module, args, result):
+        calls.append(1)
+        if len(calls) == n:
+            sample = result if isinstance(result, torch.Tensor) else result.sample
+            sample.view(-1)[0] = float("nan")
+        return result
+
+    unet.register_forward_hook(hook)
+
+
+def test_nan_after_a_window_stops_a1111_sampling_naming_step_and_window(ext: Extension) -> None:
+    before = unet_fingerprint(ext.sd_model.model.diffusion_model)
+    poison_call(ext.sd_model.model.diffusion_model, 2)  # step 0, second window
+    second = context.windows(0, FRAMES, CONTEXT, 1, 1, "N")[1]
+    with pytest.raises(
+        windows.NonFiniteError, match=f"step 0 in the window of frames {min(second)}-{max(second)}"
+    ):
+        ext.host.processing.process_images(ext.processing(api_request(), is_api=True))
+    assert outputs_of(ext) == []
+    assert unet_fingerprint(ext.sd_model.model.diffusion_model) == before
+
+
+def test_nan_after_a_window_stops_the_runner_naming_step_and_window(tmp_path) -> None:
+    pipeline = tiny_pipeline(seed=2)
+    mm = load_motion_module(tiny_motion_state_dict(tuple(pipeline.unet.config.block_out_channels), seed=3))
+    params = AnimateDiffParams(enable=True, video_length=6, batch_size=4, overlap=1, closed_loop="N")
+    sampling = generate.SamplingSettings(
+        prompt="a kite", width=32, height=32, steps=2, sampler="DDIM", seed=4
+    )
+    calls_per_step = len(context.windows(0, 6, 4, 1, 1, "N"))
+    poison_call(pipeline.unet, calls_per_step + 1)  # step 1, first window
+    first = context.windows(1, 6, 4, 1, 1, "N")[0]
+    with pytest.raises(
+        windows.NonFiniteError, match=f"step 1 in the window of frames {min(first)}-{max(first)}"
+    ):
+        generate.generate(pipeline, mm, params, sampling, tmp_path, progress=False)
+    assert list(tmp_path.rglob("*.*")) == []

@@ -4,7 +4,8 @@ At every step the frames are split into context windows (:func:`lib_animatediff.
 each UNet call takes ``windows_per_call`` windows of equal length, with the conditional and
 unconditional copies as separate groups of frames (batch ``G*F``: ``G = 2*windows`` groups of
 ``F`` frames), and the guided noise predictions of overlapping windows are fused per frame
-(:mod:`lib_animatediff.windows`). With ``cfg_scale == 1`` the unconditional half is skipped.
+(:mod:`lib_animatediff.windows`). With ``cfg_scale == 1`` the unconditional half is skipped. A
+window whose prediction holds NaN/Inf stops sampling with an error naming the step and the frames.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
 
 from lib_animatediff import context
-from lib_animatediff.windows import denoise_windows
+from lib_animatediff.windows import check_finite, denoise_windows
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,10 @@ class WindowedGuidedDenoiser:
 
         def denoise(rows: torch.Tensor, frames: int) -> torch.Tensor:
             conditioning = FrameConditioning.gather(self.groups, rows, num_frames)
-            rows = rows.to(latents.device)
-            return self._unet(latents[rows % num_frames], timestep, conditioning, frames)
+            prediction = self._unet(
+                latents[rows.to(latents.device) % num_frames], timestep, conditioning, frames
+            )
+            return check_finite(prediction, step=step, rows=rows, num_frames=num_frames)
 
         eps = denoise_windows(
             denoise,
