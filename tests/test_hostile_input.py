@@ -7,17 +7,24 @@ Where a case needs a big number, a small budget setting stands in for a big allo
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import struct
+import threading
+
 import numpy as np
 import pytest
 import torch
 
 from lib_animatediff import budget, context, output, windows
+from lib_animatediff.a1111 import routes
 from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.coercion import ParamsError
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.runner import cli, generate
 from lib_animatediff.runner.tiny import tiny_motion_state_dict, tiny_pipeline
-from motion_module import load_motion_module
+from motion_module import MotionModuleError, load_motion_module
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
 
 FRAMES = 6
@@ -227,3 +234,163 @@ def test_nan_after_a_window_stops_the_runner_naming_step_and_window(tmp_path) ->
     ):
         generate.generate(pipeline, mm, params, sampling, tmp_path, progress=False)
     assert list(tmp_path.rglob("*.*")) == []
+
+
+# ---- paths from the API: every path field confined, links the admin made are fine --------------------
+
+
+OUTSIDE_PATHS = [
+    "/etc/passwd",
+    "../../../../etc/passwd",
+    "~",
+    "concat:a.mp4|b.mp4",
+    "http://169.254.169.254/",
+]
+
+
+@pytest.mark.parametrize("field", ["video_source", "video_path", "mask_path"])
+@pytest.mark.parametrize("value", OUTSIDE_PATHS)
+def test_paths_api_path_fields_outside_the_data_and_models_folders_are_a_422(
+    ext: Extension, field: str, value: str
+) -> None:
+    error = refused(ext, api_request(**{field: value}))
+    assert error.field == field and "outside the allowed folders" in error.detail
+
+
+@pytest.mark.parametrize("value", ["../../x", "a/b", "x" * 300, "\n", "a\x00b", ".."])
+def test_paths_request_id_that_could_leave_the_output_folder_is_a_422(ext: Extension, value: str) -> None:
+    assert refused(ext, api_request(request_id=value)).field == "request_id"
+
+
+def test_paths_model_names_escaping_the_folder_fifos_and_devices_are_a_422(ext: Extension) -> None:
+    os.mkfifo(ext.model_dir / "fifo.safetensors")
+    os.symlink("/dev/zero", ext.model_dir / "zero.safetensors")
+    names = [
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "sub/../../x.ckpt",
+        "fifo.safetensors",
+        "zero.safetensors",
+    ]
+    for name in [*names, "a" * 255 + ".safetensors"]:
+        error = refused(ext, api_request(model=name))
+        assert error.field == "model", name
+
+
+def test_paths_a_model_the_admin_linked_into_the_folder_from_elsewhere_is_a_normal_model(
+    ext: Extension,
+) -> None:
+    shared = ext.host.root / "other-ui" / "models"
+    shared.mkdir(parents=True)
+    os.replace(ext.model_dir / MODEL_NAME, shared / MODEL_NAME)
+    os.symlink(shared / MODEL_NAME, ext.model_dir / "linked.safetensors")
+    os.symlink(shared, ext.model_dir / "linked-folder")
+    for name in ("linked.safetensors", f"linked-folder/{MODEL_NAME}"):
+        ext.host.processing.process_images(ext.processing(api_request(model=name), is_api=True))
+    assert len([path for path in outputs_of(ext) if path.suffix == ".gif"]) == 2
+
+
+def test_paths_models_route_hashes_regular_files_only_and_caches_by_size_and_mtime(ext: Extension) -> None:
+    os.mkfifo(ext.model_dir / "fifo.safetensors")
+    os.symlink("/dev/zero", ext.model_dir / "zero.ckpt")
+    found: list = []
+    worker = threading.Thread(target=lambda: found.append(routes.describe_models(ext.model_dir)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "listing the models blocked"
+    (described,) = found
+    path = ext.model_dir / MODEL_NAME
+    assert [entry["name"] for entry in described] == [MODEL_NAME]
+    assert described[0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    calls = len(ext.host.hashes.calls)
+    routes.describe_models(ext.model_dir)
+    assert len(ext.host.hashes.calls) == calls  # unchanged file: cached
+    status = path.stat()
+    with open(path, "ab") as file:
+        file.write(b"\0")
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000_000))
+    assert routes.describe_models(ext.model_dir)[0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- loader: every malformed file is a MotionModuleError naming the file and the reason --------------
+
+
+def safetensors_bytes(header: object) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + b"\0" * 16
+
+
+MALFORMED = {
+    "header-is-a-list": (safetensors_bytes([1, 2]), "neither a safetensors file"),
+    "entry-without-offsets": (
+        safetensors_bytes({"w": {"dtype": "F32", "shape": [2]}}),
+        "no valid data_offsets",
+    ),
+    "entry-not-an-object": (safetensors_bytes({"w": [1]}), "not an object"),
+    "bad-shape": (safetensors_bytes({"w": {"dtype": "F32", "shape": "x", "data_offsets": [0, 4]}}), "shape"),
+    "offsets-reversed": (
+        safetensors_bytes({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}),
+        "end",
+    ),
+    "bad-json": (struct.pack("<Q", 5) + b"{abc}", "corrupt safetensors header"),
+    "garbage": (bytes(range(256)) * 4, "neither a safetensors file nor a PyTorch checkpoint"),
+    "html": (b"<!DOCTYPE html><html>Not found</html>", "HTML"),
+    "empty": (b"", "empty"),
+}
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_loader_malformed_files_name_the_file_and_the_reason(tmp_path, case: str, suffix: str) -> None:
+    content, reason = MALFORMED[case]
+    path = tmp_path / f"{case}{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(MotionModuleError, match=reason) as caught:
+        load_motion_module(path)
+    assert str(path) in str(caught.value)
+
+
+def test_loader_truncated_files_name_the_file(mm_file, tmp_path) -> None:
+    for fmt in ("safetensors", "ckpt"):
+        whole = mm_file("v3", fmt).read_bytes()
+        path = tmp_path / f"cut.{fmt}"
+        path.write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(MotionModuleError, match=r"truncated|corrupt") as caught:
+            load_motion_module(path)
+        assert str(path) in str(caught.value)
+
+
+def test_loader_detects_the_format_from_content_not_the_suffix(mm_file, tmp_path) -> None:
+    original = mm_file("v3", "ckpt")
+    renamed = tmp_path / "renamed.safetensors"
+    renamed.write_bytes(original.read_bytes())
+    expected = load_motion_module(original).state_dict()
+    for key, value in load_motion_module(renamed).state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_loader_a_255_character_name_is_an_error_naming_it(tmp_path) -> None:
+    path = tmp_path / ("a" * 255 + ".safetensors")
+    with pytest.raises(MotionModuleError, match="cannot be read") as caught:
+        load_motion_module(path)
+    assert str(path) in str(caught.value)
+
+
+def test_loader_a_malformed_file_in_the_model_folder_is_a_422_naming_model(ext: Extension) -> None:
+    (ext.model_dir / "broken.safetensors").write_bytes(MALFORMED["entry-without-offsets"][0])
+    error = refused(ext, api_request(model="broken.safetensors"))
+    assert error.field == "model" and "broken.safetensors" in error.detail
+
+
+def test_loader_ckpt_files_are_never_memory_mapped(mm_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = mm_file("v3", "ckpt")
+    seen: list = []
+    real_load = torch.load
+
+    def recording_load(*args, **kwargs):
+        seen.append((kwargs.get("mmap"), kwargs.get("weights_only")))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    load_motion_module(path)
+    assert seen == [(False, True)]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lib_animatediff import video_source
+from lib_animatediff.a1111.paths import confine
 from lib_animatediff.coercion import ParamsError
 from lib_animatediff.params import AnimateDiffParams
 
@@ -263,6 +264,8 @@ def plan_feed(
         except video_source.VideoSourceError as error:
             raise ParamsError("video_source", params.video_source, str(error)) from None
         video_frames = source_frames.count
+    if params.mask_path and roots is not None:
+        confine("mask_path", params.mask_path, roots)
     plans = [plan for index, unit in enabled if (plan := _plan_unit(index, unit, roots, video_frames))]
     if not plans:
         return None

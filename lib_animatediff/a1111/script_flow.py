@@ -129,7 +129,9 @@ class AnimateDiffRun:
         try:
             mm = cache.get(self.params.model, device=weight.device, dtype=dtype)
             self.params.validate(pe_length=mm.pe_length)
-        except (ValueError, MotionModuleError) as error:
+        except MotionModuleError as error:
+            raise RequestError(str(error), field="model") from error
+        except ValueError as error:
             raise RequestError.from_error(error) from error
         self.motion_module = mm
         infotext.write(p, self.params, mm, is_img2img=self.is_img2img)
@@ -284,6 +286,7 @@ def before_process(p: Any, args: Any, *, is_img2img: bool) -> AnimateDiffRun | N
             is_img2img=is_img2img,
             default_format=settings.get("animatediff_default_save_formats"),
             overrides=xyz.overrides_of(p),
+            roots=source_length.allowed_roots(p),
         )
         if not params.enable:
             return None
