@@ -204,19 +204,68 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _commit(staged: list[tuple[Path, Path]]) -> None:
-    """Rename every temporary into place; if one rename fails, undo the ones already done."""
-    done: list[Path] = []
-    try:
-        for temporary, final in staged:
-            if final.exists():
-                raise FileExistsError(f"{final} appeared while writing; not overwritten")
-            os.replace(temporary, final)
-            done.append(final)
-    except BaseException:
-        for final in done:
-            _remove(final)
-        raise
+_SEQUENCE_STEM = re.compile(r"(\d+)(-.*)?")
+MAX_NAME_ATTEMPTS = 100
+
+
+def renumbered(stem: Path) -> Path | None:
+    """``stem`` with its leading sequence number replaced by the folder's next free one (another
+    run took the name), or None for a stem without one."""
+    match = _SEQUENCE_STEM.fullmatch(stem.name)
+    if match is None:
+        return None
+    number = max(next_sequence_number(stem.parent), int(match.group(1)) + 1)
+    return stem.with_name(f"{number:0{len(match.group(1))}d}{match.group(2) or ''}")
+
+
+def _place(temporary: Path, final: Path) -> None:
+    """Move ``temporary`` to ``final`` without ever replacing an existing ``final``
+    (``FileExistsError``): a hard link is atomic for files; folders are checked, then renamed."""
+    if not temporary.is_dir():
+        try:
+            os.link(temporary, final)
+        except FileExistsError:
+            raise FileExistsError(f"{final} appeared while writing; not overwritten") from None
+        except OSError:  # no hard links on this file system
+            pass
+        else:
+            temporary.unlink()
+            return
+    if os.path.lexists(final):
+        raise FileExistsError(f"{final} appeared while writing; not overwritten")
+    os.replace(temporary, final)
+
+
+def _commit(targets: dict[str, tuple[Path, Path]]) -> list[Path]:
+    """Move every temporary into place and return the final paths. When another run took a name
+    meanwhile, the ones already placed go back and a numbered stem moves on to the next free
+    number; any other failure removes the ones already placed."""
+    if not targets:
+        return []
+    staged = list(targets.values())
+    suffixes = [_WRITERS[fmt][0] for fmt in targets]
+    fmt, (_, final) = next(iter(targets.items()))
+    stem = final.with_name(final.name[: len(final.name) - len(_WRITERS[fmt][0])])
+    finals = [final for _, final in staged]
+    for _ in range(MAX_NAME_ATTEMPTS):
+        done: list[tuple[Path, Path]] = []
+        try:
+            for (temporary, _), final in zip(staged, finals, strict=True):
+                _place(temporary, final)
+                done.append((temporary, final))
+            return finals
+        except FileExistsError:
+            for temporary, final in done:
+                os.replace(final, temporary)
+            stem = renumbered(stem)
+            if stem is None:
+                raise
+            finals = [stem.parent / (stem.name + suffix) for suffix in suffixes]
+        except BaseException:
+            for _, final in done:
+                _remove(final)
+            raise
+    raise FileExistsError(f"no free output name after {MAX_NAME_ATTEMPTS} tries in {finals[0].parent}")
 
 
 def _targets(
@@ -235,11 +284,16 @@ def _targets(
     stem = Path(stem)
     if not stem.name or stem.name in (".", ".."):
         raise ValueError(f"stem: expected a path with a file name, got {str(stem)!r}")
-    finals = {fmt: target_path(stem, fmt) for fmt in chosen}
-    for path in finals.values():
-        if os.path.lexists(path):
-            raise FileExistsError(f"{path} already exists; not overwritten")
     stem.parent.mkdir(parents=True, exist_ok=True)
+    finals = {fmt: target_path(stem, fmt) for fmt in chosen}
+    for _ in range(MAX_NAME_ATTEMPTS):
+        taken = [path for path in finals.values() if os.path.lexists(path)]
+        if not taken:
+            break
+        stem = renumbered(stem)
+        if stem is None:
+            raise FileExistsError(f"{taken[0]} already exists; not overwritten")
+        finals = {fmt: target_path(stem, fmt) for fmt in chosen}
     token = secrets.token_hex(4)
     return {
         fmt: (final.with_name(f".{stem.name}.{token}.tmp{_WRITERS[fmt][0]}"), final)
@@ -287,7 +341,9 @@ def save(
     ``loop_number``: plays of GIF/WEBP, 0 = forever. ``infotext`` "" embeds no metadata.
     Returns the written paths: videos first in the original's order (GIF, MP4, WEBP, WEBM), then
     the PNG folder and the TXT file. Nothing is written when any format fails; an existing target
-    is never overwritten (``FileExistsError``); a failing writer raises :class:`WriteError` naming
+    is never overwritten: a stem starting with a sequence number (``output_stem``'s) moves on to
+    the next free number, before writing and again when another run took the name meanwhile;
+    other stems raise ``FileExistsError``; a failing writer raises :class:`WriteError` naming
     the file (an interrupt passes through unchanged). Bad arguments raise ``ValueError`` first.
     """
     arrays = None if isinstance(frames, Iterator) else as_rgb_frames(frames)
@@ -300,11 +356,11 @@ def save(
         for fmt, (temporary, final) in targets.items():
             with _noted(final):
                 _WRITERS[fmt][1](arrays, temporary, **settings)
-        _commit(staged)
+        written = _commit(targets)
     finally:
         for temporary, _ in staged:
             _remove(temporary)
-    return [final for _, final in staged]
+    return written
 
 
 def _save_streamed(
@@ -330,7 +386,7 @@ def _save_streamed(
         for final, writer in opened:
             with _noted(final):
                 writer.close()
-        _commit(staged)
+        written = _commit(targets)
     except BaseException:
         for _, writer in opened:
             writer.abort()
@@ -338,4 +394,4 @@ def _save_streamed(
     finally:
         for temporary, _ in staged:
             _remove(temporary)
-    return [final for _, final in staged]
+    return written

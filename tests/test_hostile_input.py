@@ -25,6 +25,7 @@ from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.runner import cli, generate
 from lib_animatediff.runner.tiny import tiny_motion_state_dict, tiny_pipeline
 from motion_module import MotionModuleError, load_motion_module
+from motion_module import model as mm_model
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
 
 FRAMES = 6
@@ -394,3 +395,85 @@ def test_loader_ckpt_files_are_never_memory_mapped(mm_file, monkeypatch: pytest.
     monkeypatch.setattr(torch, "load", recording_load)
     load_motion_module(path)
     assert seen == [(False, True)]
+
+
+# ---- outputs: whole or absent, never overwritten ----------------------------------------------------
+
+
+ALL_FILE_FORMATS = ["GIF", "MP4", "WEBP", "WEBM", "PNG", "TXT"]
+
+
+def clip(count: int = 3) -> list[np.ndarray]:
+    return [np.full((16, 16, 3), 40 * index, np.uint8) for index in range(count)]
+
+
+def test_outputs_two_runs_with_the_same_name_never_overwrite_each_other(tmp_path) -> None:
+    stem = output.output_stem(tmp_path, 5, "req")
+    first = output.save(clip(2), stem, ["GIF", "TXT"], fps=8, infotext="first")
+    second = output.save(clip(3), stem, ["GIF", "TXT"], fps=8, infotext="second")  # same stem: a second run
+    assert [path.name for path in first] == ["00000-5-req.gif", "00000-5-req.txt"]
+    assert [path.name for path in second] == ["00001-5-req.gif", "00001-5-req.txt"]
+    assert first[1].read_text() == "first\n" and second[1].read_text() == "second\n"
+
+
+def test_outputs_a_name_taken_while_writing_moves_to_the_next_number(tmp_path) -> None:
+    stem = output.output_stem(tmp_path, 5)
+    rival = stem.with_name(stem.name + ".gif")
+
+    def frames_then_rival():
+        yield from clip()
+        rival.write_bytes(b"the other run's video")  # another run finished first
+
+    written = output.save(frames_then_rival(), stem, ["GIF", "PNG"], fps=8)
+    assert [path.name for path in written] == ["00001-5.gif", "00001-5"]
+    assert rival.read_bytes() == b"the other run's video"
+    assert sorted(path.name for path in stem.parent.iterdir()) == ["00000-5.gif", "00001-5", "00001-5.gif"]
+
+
+@pytest.mark.parametrize("fault", [KeyboardInterrupt, RuntimeError])
+def test_outputs_an_interrupt_or_error_mid_stream_leaves_no_file(
+    tmp_path, fault: type[BaseException]
+) -> None:
+    def interrupted():
+        yield from clip(2)
+        raise fault("stopped")
+
+    with pytest.raises(fault):
+        output.save(interrupted(), tmp_path / "00000-1", ALL_FILE_FORMATS, fps=8, infotext="x")
+    assert list(tmp_path.iterdir()) == []  # no final, no hidden temporary, no metadata file
+
+
+def test_outputs_a_failing_rename_leaves_no_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_replace = os.replace
+    moves: list = []
+
+    def failing_replace(source, target):
+        moves.append(target)
+        if len(moves) == 2:
+            raise OSError("disk gone")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "link", lambda *args: (_ for _ in ()).throw(OSError("no hard links")))
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        output.save(clip(), tmp_path / "00000-1", ["GIF", "PNG", "TXT"], fps=8, infotext="x")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- temporal attention: the SDPA batch is chunked below CUDA's grid limit ---------------------------
+
+
+def test_sdpa_batch_chunked_below_the_grid_limit_equals_the_unchunked_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generator = torch.Generator().manual_seed(3)
+    query, key, value = (torch.randn(37, 2, 6, 8, generator=generator) for _ in range(3))
+    whole = mm_model.chunked_attention(query, key, value)
+    sizes: list[int] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(
+        mm_model.F, "scaled_dot_product_attention", lambda q, *a: sizes.append(q.shape[0]) or sdpa(q, *a)
+    )
+    monkeypatch.setattr(mm_model, "SDPA_MAX_BATCH", 10)
+    torch.testing.assert_close(mm_model.chunked_attention(query, key, value), whole, rtol=0, atol=1e-6)
+    assert sizes == [10, 10, 10, 7]
