@@ -12,12 +12,13 @@ import json
 import os
 import struct
 import threading
+import tracemalloc
 
 import numpy as np
 import pytest
 import torch
 
-from lib_animatediff import budget, context, output, windows
+from lib_animatediff import budget, context, output, video_source, windows
 from lib_animatediff.a1111 import routes
 from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.coercion import ParamsError
@@ -477,3 +478,23 @@ def test_sdpa_batch_chunked_below_the_grid_limit_equals_the_unchunked_call(
     monkeypatch.setattr(mm_model, "SDPA_MAX_BATCH", 10)
     torch.testing.assert_close(mm_model.chunked_attention(query, key, value), whole, rtol=0, atol=1e-6)
     assert sizes == [10, 10, 10, 7]
+
+
+# ---- budget: video sources are decoded frame by frame, up to the frames needed ----------------------
+
+
+def test_budget_video_sources_are_counted_frame_by_frame_without_holding_the_clip(tmp_path) -> None:
+    frames = [np.full((256, 256, 3), (7 * index) % 256, np.uint8) for index in range(60)]
+    (video,) = output.save(frames, tmp_path / "source", ["MP4"], fps=8)
+    assert video_source.count_video_frames(video, max_frames=7) == 7
+    tracemalloc.start()
+    try:
+        assert video_source.count_video_frames(video, max_frames=1000) == 60
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    clip_bytes = 60 * 256 * 256 * 3
+    assert peak < clip_bytes / 5, f"counting held {peak} bytes of a {clip_bytes}-byte clip"
+    lazy = video_source.iter_video(video, max_frames=3)
+    np.testing.assert_allclose(next(lazy).astype(float).mean(), 0, atol=3)
+    assert sum(1 for _ in lazy) == 2

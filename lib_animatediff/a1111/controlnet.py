@@ -2,8 +2,8 @@
 
 Before A1111 runs ControlNet's ``process`` (which reads the units from ``p.script_args``), every
 enabled unit without an input of its own becomes a batch unit over the video's frames: the
-``video_path`` folder, or the ``video_source`` video (its first ``video_length`` frames) decoded
-into a temporary folder under A1111's data folder that is deleted when the generation is closed.
+``video_path`` folder, or the ``video_source`` video (its first ``video_length`` frames, counted
+then decoded one frame at a time, never all held) written into a temporary folder under A1111's data folder that is deleted when the generation is closed.
 Batch units get ``mask_path``
 as their mask folder when they have none and are flagged ``animatediff_batch``, which makes
 ControlNet build one hint row per frame and keep them on the CPU (the window hook slices them,
@@ -32,6 +32,7 @@ from typing import Any
 from lib_animatediff import video_source
 from lib_animatediff.a1111.paths import confine
 from lib_animatediff.coercion import ParamsError
+from lib_animatediff.options import MAX_VIDEO_LENGTH
 from lib_animatediff.params import AnimateDiffParams
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class FeedPlan:
     script: Any
     units: list[Any]
     plans: list[UnitPlan]
-    source_frames: video_source.SourceFrames | None
+    source: str | None  # the video_source to decode, frame by frame, into the frames folder
+    backend: str
     video_path: str
     mask_path: str
     inpaint_masks: str | None = None  # the img2img batch's mask folder, for inpaint units it feeds
@@ -121,7 +123,7 @@ class FeedPlan:
         """Give the units their frames (writing a decoded video to a temporary folder if needed)."""
         folder = self.video_path
         if any(plan.feed_video for plan in self.plans) and not folder:
-            folder = str(self._write_source_frames(p))
+            folder = str(self._write_source_frames(p, video_length))
         for plan in self.plans:
             unit = plan.unit
             if plan.feed_video:
@@ -142,17 +144,19 @@ class FeedPlan:
         args[self.script.args_from : self.script.args_to] = self.units
         p.script_args = args
 
-    def _write_source_frames(self, p: Any) -> Path:
+    def _write_source_frames(self, p: Any, video_length: int) -> Path:
+        """Decode the first ``video_length`` frames of the source one at a time into a temporary folder."""
         from modules import paths
         from PIL import Image
 
-        assert self.source_frames is not None  # plan_feed refused a unit needing frames without a source
+        assert self.source is not None  # plan_feed refused a unit needing frames without a source
         parent = Path(paths.data_path) / FRAMES_SUBFOLDER
         parent.mkdir(parents=True, exist_ok=True)
-        self.temp_folder = Path(tempfile.mkdtemp(prefix=f"{self.source_frames.source.stem}-", dir=parent))
-        for number, frame in enumerate(self.source_frames.frames):
-            Image.fromarray(frame).save(self.temp_folder / f"{number:05d}.png")
+        self.temp_folder = Path(tempfile.mkdtemp(prefix=f"{Path(self.source).stem}-", dir=parent))
         _remove_when_closed(p, self)
+        frames = video_source.iter_video(self.source, max_frames=video_length, backend=self.backend)
+        for number, frame in enumerate(frames):
+            Image.fromarray(frame).save(self.temp_folder / f"{number:05d}.png")
         return self.temp_folder
 
     def remove_frames(self) -> None:
@@ -250,7 +254,7 @@ def plan_feed(
     if not enabled:
         return None
     needs_video = any(not _has_own_image(unit) and _batch_folder(unit)[0] is None for _, unit in enabled)
-    source_frames, video_frames = None, None
+    source, video_frames = None, None
     if needs_video and params.video_path:
         try:
             video_frames = len(video_source.list_frame_files(params.video_path, roots))
@@ -258,15 +262,20 @@ def plan_feed(
             raise ParamsError("video_path", params.video_path, str(error)) from None
     elif needs_video and params.video_source:
         try:
-            source_frames = video_source.read_video(
-                params.video_source, max_frames=params.video_length, roots=roots, backend=backend
+            video_frames = video_source.count_video_frames(
+                params.video_source,
+                max_frames=params.video_length or MAX_VIDEO_LENGTH,
+                roots=roots,
+                backend=backend,
             )
         except video_source.VideoSourceError as error:
             raise ParamsError("video_source", params.video_source, str(error)) from None
-        video_frames = source_frames.count
+        if not video_frames:
+            raise ParamsError("video_source", params.video_source, "has no decodable frames")
+        source = str(video_source.resolve_source(params.video_source, roots))
     if params.mask_path and roots is not None:
         confine("mask_path", params.mask_path, roots)
     plans = [plan for index, unit in enabled if (plan := _plan_unit(index, unit, roots, video_frames))]
     if not plans:
         return None
-    return FeedPlan(script, units, plans, source_frames, params.video_path, params.mask_path, inpaint_masks)
+    return FeedPlan(script, units, plans, source, backend, params.video_path, params.mask_path, inpaint_masks)

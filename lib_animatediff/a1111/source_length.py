@@ -17,6 +17,7 @@ from typing import Any
 
 from lib_animatediff import video_source
 from lib_animatediff.coercion import ParamsError
+from lib_animatediff.options import MAX_VIDEO_LENGTH
 from lib_animatediff.params import AnimateDiffParams
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def count_source_frames(
 ) -> tuple[str, int] | None:
     """``(field, frames)`` of the source giving the frames (``video_path`` first), or None without one.
 
-    A video is decoded up to ``max_frames + 1`` frames, enough to tell it is too long. Raises
+    A video is decoded frame by frame (none kept) up to one more than ``max_frames`` (or
+    ``MAX_VIDEO_LENGTH``), enough to tell it is too long. Raises
     ``ParamsError`` naming the field for a missing, unreadable, empty or disallowed source.
     """
     field = "video_path" if params.video_path else "video_source" if params.video_source else None
@@ -51,8 +53,8 @@ def count_source_frames(
         if field == "video_path":
             count = len(video_source.list_frame_files(value, roots))
         else:
-            limit = max_frames + 1 if max_frames else None
-            count = video_source.read_video(value, max_frames=limit, roots=roots, backend=backend).count
+            limit = (max_frames or MAX_VIDEO_LENGTH) + 1
+            count = video_source.count_video_frames(value, max_frames=limit, roots=roots, backend=backend)
     except video_source.VideoSourceError as error:
         raise ParamsError(field, value, str(error)) from None
     if count == 0:
@@ -74,7 +76,8 @@ def resolve_video_length(
     if found is None:
         return dataclasses.replace(params, video_length=params.batch_size)
     field, count = found
-    if max_frames and count > max_frames:
+    max_frames = max_frames or MAX_VIDEO_LENGTH
+    if count > max_frames:
         raise ParamsError(
             field,
             getattr(params, field),
