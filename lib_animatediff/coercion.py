@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 _INT_TEXT = re.compile(r"[+-]?\d+")
+MAX_INT_TEXT = 100  # characters: Python refuses to parse integers of more than 4300 digits
+EXACT_FLOAT_INTEGER = 2**53  # floats above it stay floats (1e308 is not shown with 309 digits)
 
 
 class ParamsError(ValueError):
@@ -27,7 +29,7 @@ def as_int(field: str, value: Any) -> int:
         return value
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+    if isinstance(value, str) and len(value) <= MAX_INT_TEXT and _INT_TEXT.fullmatch(value.strip()):
         return int(value.strip())
     raise ParamsError(field, value, "expected an integer")
 
@@ -46,7 +48,9 @@ def as_number(field: str, value: Any) -> int | float:
         raise ParamsError(field, value, "expected a number")
     if not math.isfinite(number):
         raise ParamsError(field, value, "expected a finite number")
-    return int(number) if float(number).is_integer() else float(number)
+    if isinstance(number, int) or not number.is_integer() or abs(number) > EXACT_FLOAT_INTEGER:
+        return number
+    return int(number)
 
 
 def as_bool(field: str, value: Any) -> bool:

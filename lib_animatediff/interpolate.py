@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from lib_animatediff.options import MAX_OUTPUT_FRAMES
 from lib_animatediff.output import as_rgb_frames
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ logger = logging.getLogger(__name__)
 FILM_MODEL_NAME = "film_net_fp16.pt"
 FILM_ALIGN = 64
 METHODS = ("auto", "film", "optical flow")
-DEFAULT_MAX_FRAMES = 10_000
 _OCCLUSION_WEIGHT = 1e-3
 
 
@@ -81,7 +81,7 @@ def interpolate(
     method: str = "auto",
     *,
     film_dirs: Iterable[str | os.PathLike[str]] = (),
-    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_frames: int = MAX_OUTPUT_FRAMES,
     device: str | None = None,
 ) -> list[Any]:
     """Insert in-between frames (rule in the module docstring); PIL in -> PIL out, arrays in -> arrays.

@@ -68,6 +68,23 @@ MAX_LOOP_NUMBER = 65535
 """GIF and animated WebP store the loop count in 16 bits."""
 MAX_FREEINIT_ITERS = 10
 MAX_REQUEST_ID_LENGTH = 64
+MAX_VIDEO_LENGTH = 100_000
+"""Frames per video; the memory budget (``lib_animatediff.budget``) usually refuses far fewer."""
+MAX_CONTEXT_BATCH = 128
+"""Frames per context window; twice the longest positional encoding (AnimateLCM's 64)."""
+MAX_STRIDE = 64
+"""Dilation levels; more than log2(frames / context) + 1 are clamped anyway."""
+MAX_INTERP_X = 64
+MAX_OUTPUT_FRAMES = 10_000
+"""Frames a video may have after interpolation and ping-pong."""
+MAX_IMAGE_SIDE = 8192
+"""Runner ``--width`` / ``--height`` in pixels."""
+MAX_STEPS = 1000
+MAX_WINDOWS_PER_CALL = 64
+MIN_GIF_FPS = 1000 / 655_350
+"""A GIF frame lasts at most 65,535 centiseconds."""
+MAX_WEBP_FRAME_MS = 2**24 - 1
+"""An animated-WebP frame lasts at most 2^24 - 1 ms."""
 
 RUNNER_SAMPLERS = ("Euler", "Euler a", "DDIM", "DPM++ 2M", "LCM")
 """The runner's ``--sampler`` choices (configured in ``runner.samplers``)."""

@@ -25,10 +25,20 @@ import numpy as np
 from PIL import Image
 
 from lib_animatediff import writers
-from lib_animatediff.options import MAX_LOOP_NUMBER, MAX_REQUEST_ID_LENGTH, SAVE_FORMATS
+from lib_animatediff.budget import output_frame_count
+from lib_animatediff.coercion import ParamsError
+from lib_animatediff.options import (
+    MAX_LOOP_NUMBER,
+    MAX_OUTPUT_FRAMES,
+    MAX_REQUEST_ID_LENGTH,
+    MAX_WEBP_FRAME_MS,
+    MIN_GIF_FPS,
+    SAVE_FORMATS,
+)
+from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.writers import OutputOptions
 
-__all__ = ["OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "save"]
+__all__ = ["OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "preflight", "save"]
 
 Writer = Callable[..., None]
 
@@ -66,6 +76,50 @@ def next_sequence_number(folder: Path) -> int:
     return max(numbers) + 1
 
 
+OUTPUT_SUBFOLDER = "AnimateDiff"
+
+
+def preflight(
+    params: AnimateDiffParams, outdir: str | os.PathLike[str], *, outdir_field: str = "outdir"
+) -> None:
+    """Check, before sampling, everything the output stage will need: frame durations each chosen
+    format can store, the frame count after ping-pong and interpolation, the encoder binary, and
+    that the output folder can be created and written. ``ParamsError`` names the field."""
+    if "GIF" in params.format and params.fps < MIN_GIF_FPS:
+        raise ParamsError(
+            "fps", params.fps, f"a GIF frame lasts at most 655.35 s; use fps >= {MIN_GIF_FPS:.4f}"
+        )
+    if "WEBP" in params.format and 1000 / params.fps > MAX_WEBP_FRAME_MS:
+        raise ParamsError("fps", params.fps, f"a WebP frame lasts at most {MAX_WEBP_FRAME_MS} ms")
+    written = output_frame_count(params)
+    if written > MAX_OUTPUT_FRAMES:
+        field = "interp_x" if params.interp != "Off" else "video_length"
+        raise ParamsError(
+            field,
+            getattr(params, field),
+            f"would write {written} frames, above the limit of {MAX_OUTPUT_FRAMES}",
+        )
+    if {"MP4", "WEBM"} & set(params.format):
+        try:
+            import imageio_ffmpeg
+
+            imageio_ffmpeg.get_ffmpeg_exe()
+        except (ImportError, RuntimeError) as error:
+            raise ParamsError("format", list(params.format), f"MP4/WEBM need ffmpeg ({error})") from None
+    _check_writable(Path(outdir) / OUTPUT_SUBFOLDER, outdir_field, outdir)
+
+
+def _check_writable(folder: Path, field: str, outdir: str | os.PathLike[str]) -> None:
+    """``folder`` exists as a writable directory or can be created (its nearest existing ancestor is one)."""
+    existing = folder.absolute()
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ParamsError(field, str(outdir), f"{existing} is not a folder, so {folder} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ParamsError(field, str(outdir), f"{existing} is not writable")
+
+
 def output_stem(
     outdir: str | os.PathLike[str],
     seed: int,
@@ -81,7 +135,7 @@ def output_stem(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed: expected an integer, got {seed!r}")
     day = (date or datetime.date.today()).strftime("%Y-%m-%d")
-    folder = Path(outdir) / "AnimateDiff" / day
+    folder = Path(outdir) / OUTPUT_SUBFOLDER / day
     folder.mkdir(parents=True, exist_ok=True)
     suffix = sanitize_request_id(request_id)
     name = f"{next_sequence_number(folder):05}-{int(seed)}" + (f"-{suffix}" if suffix else "")
@@ -150,19 +204,68 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _commit(staged: list[tuple[Path, Path]]) -> None:
-    """Rename every temporary into place; if one rename fails, undo the ones already done."""
-    done: list[Path] = []
-    try:
-        for temporary, final in staged:
-            if final.exists():
-                raise FileExistsError(f"{final} appeared while writing; not overwritten")
-            os.replace(temporary, final)
-            done.append(final)
-    except BaseException:
-        for final in done:
-            _remove(final)
-        raise
+_SEQUENCE_STEM = re.compile(r"(\d+)(-.*)?")
+MAX_NAME_ATTEMPTS = 100
+
+
+def renumbered(stem: Path) -> Path | None:
+    """``stem`` with its leading sequence number replaced by the folder's next free one (another
+    run took the name), or None for a stem without one."""
+    match = _SEQUENCE_STEM.fullmatch(stem.name)
+    if match is None:
+        return None
+    number = max(next_sequence_number(stem.parent), int(match.group(1)) + 1)
+    return stem.with_name(f"{number:0{len(match.group(1))}d}{match.group(2) or ''}")
+
+
+def _place(temporary: Path, final: Path) -> None:
+    """Move ``temporary`` to ``final`` without ever replacing an existing ``final``
+    (``FileExistsError``): a hard link is atomic for files; folders are checked, then renamed."""
+    if not temporary.is_dir():
+        try:
+            os.link(temporary, final)
+        except FileExistsError:
+            raise FileExistsError(f"{final} appeared while writing; not overwritten") from None
+        except OSError:  # no hard links on this file system
+            pass
+        else:
+            temporary.unlink()
+            return
+    if os.path.lexists(final):
+        raise FileExistsError(f"{final} appeared while writing; not overwritten")
+    os.replace(temporary, final)
+
+
+def _commit(targets: dict[str, tuple[Path, Path]]) -> list[Path]:
+    """Move every temporary into place and return the final paths. When another run took a name
+    meanwhile, the ones already placed go back and a numbered stem moves on to the next free
+    number; any other failure removes the ones already placed."""
+    if not targets:
+        return []
+    staged = list(targets.values())
+    suffixes = [_WRITERS[fmt][0] for fmt in targets]
+    fmt, (_, final) = next(iter(targets.items()))
+    stem = final.with_name(final.name[: len(final.name) - len(_WRITERS[fmt][0])])
+    finals = [final for _, final in staged]
+    for _ in range(MAX_NAME_ATTEMPTS):
+        done: list[tuple[Path, Path]] = []
+        try:
+            for (temporary, _), final in zip(staged, finals, strict=True):
+                _place(temporary, final)
+                done.append((temporary, final))
+            return finals
+        except FileExistsError:
+            for temporary, final in done:
+                os.replace(final, temporary)
+            stem = renumbered(stem)
+            if stem is None:
+                raise
+            finals = [stem.parent / (stem.name + suffix) for suffix in suffixes]
+        except BaseException:
+            for _, final in done:
+                _remove(final)
+            raise
+    raise FileExistsError(f"no free output name after {MAX_NAME_ATTEMPTS} tries in {finals[0].parent}")
 
 
 def _targets(
@@ -181,11 +284,16 @@ def _targets(
     stem = Path(stem)
     if not stem.name or stem.name in (".", ".."):
         raise ValueError(f"stem: expected a path with a file name, got {str(stem)!r}")
-    finals = {fmt: target_path(stem, fmt) for fmt in chosen}
-    for path in finals.values():
-        if os.path.lexists(path):
-            raise FileExistsError(f"{path} already exists; not overwritten")
     stem.parent.mkdir(parents=True, exist_ok=True)
+    finals = {fmt: target_path(stem, fmt) for fmt in chosen}
+    for _ in range(MAX_NAME_ATTEMPTS):
+        taken = [path for path in finals.values() if os.path.lexists(path)]
+        if not taken:
+            break
+        stem = renumbered(stem)
+        if stem is None:
+            raise FileExistsError(f"{taken[0]} already exists; not overwritten")
+        finals = {fmt: target_path(stem, fmt) for fmt in chosen}
     token = secrets.token_hex(4)
     return {
         fmt: (final.with_name(f".{stem.name}.{token}.tmp{_WRITERS[fmt][0]}"), final)
@@ -233,7 +341,9 @@ def save(
     ``loop_number``: plays of GIF/WEBP, 0 = forever. ``infotext`` "" embeds no metadata.
     Returns the written paths: videos first in the original's order (GIF, MP4, WEBP, WEBM), then
     the PNG folder and the TXT file. Nothing is written when any format fails; an existing target
-    is never overwritten (``FileExistsError``); a failing writer raises :class:`WriteError` naming
+    is never overwritten: a stem starting with a sequence number (``output_stem``'s) moves on to
+    the next free number, before writing and again when another run took the name meanwhile;
+    other stems raise ``FileExistsError``; a failing writer raises :class:`WriteError` naming
     the file (an interrupt passes through unchanged). Bad arguments raise ``ValueError`` first.
     """
     arrays = None if isinstance(frames, Iterator) else as_rgb_frames(frames)
@@ -246,11 +356,11 @@ def save(
         for fmt, (temporary, final) in targets.items():
             with _noted(final):
                 _WRITERS[fmt][1](arrays, temporary, **settings)
-        _commit(staged)
+        written = _commit(targets)
     finally:
         for temporary, _ in staged:
             _remove(temporary)
-    return [final for _, final in staged]
+    return written
 
 
 def _save_streamed(
@@ -276,7 +386,7 @@ def _save_streamed(
         for final, writer in opened:
             with _noted(final):
                 writer.close()
-        _commit(staged)
+        written = _commit(targets)
     except BaseException:
         for _, writer in opened:
             writer.abort()
@@ -284,4 +394,4 @@ def _save_streamed(
     finally:
         for temporary, _ in staged:
             _remove(temporary)
-    return [final for _, final in staged]
+    return written

@@ -7,16 +7,16 @@ field                  default                     meaning / accepted values
 =====================  ==========================  ==================================================
 model                  "mm_sd15_v3.safetensors"    motion-module file, relative to the model folder
 enable                 False                       AnimateDiff on/off
-video_length           0                           frames; 0 = the context size (or a source's count)
+video_length           0                           frames; 0 = the context size (or a source's count), <= 100000
 fps                    8                           playback speed, 0 < fps <= 1000
 loop_number            0                           GIF/WEBP loops, 0 = forever, at most 65535
 closed_loop            "R-P"                       "N" | "R-P" | "R+P" | "A"
-batch_size             16                          context window length (frames per UNet call), >= 1
-stride                 1                           number of dilation levels (1 = contiguous), >= 1
+batch_size             16                          context window length (frames per UNet call), 1..128
+stride                 1                           number of dilation levels (1 = contiguous), 1..64
 overlap                -1                          frames shared by neighbouring windows; -1 = size//4
 format                 ("GIF", "PNG")              GIF, MP4, WEBP, WEBM, PNG, TXT, Frame; >= 1 video/PNG
 interp                 "Off"                       "Off" | "FILM" | "Optical flow"
-interp_x               10                          interpolation factor, >= 1
+interp_x               10                          interpolation factor, 1..64
 video_source           None                        server-side video file (feeds ControlNet)
 video_path             ""                          server-side folder of frames (feeds ControlNet)
 mask_path              ""                          server-side folder of masks (ControlNet batch units)
@@ -69,10 +69,14 @@ from lib_animatediff.options import (
     FREEINIT_NOISE,
     FUSE_METHODS,
     INTERP_METHODS,
+    MAX_CONTEXT_BATCH,
     MAX_FPS,
     MAX_FREEINIT_ITERS,
+    MAX_INTERP_X,
     MAX_LOOP_NUMBER,
     MAX_REQUEST_ID_LENGTH,
+    MAX_STRIDE,
+    MAX_VIDEO_LENGTH,
     NOISE_TYPES,
     SAVE_FORMATS,
     ClosedLoop,
@@ -164,13 +168,13 @@ _COERCE = {
 
 # (field, lowest, highest, lowest allowed itself) for the range checks done on construction.
 _RANGES = (
-    ("video_length", 0, None, True),
+    ("video_length", 0, MAX_VIDEO_LENGTH, True),
     ("fps", 0, MAX_FPS, False),
     ("loop_number", 0, MAX_LOOP_NUMBER, True),
-    ("batch_size", 1, None, True),
-    ("stride", 1, None, True),
-    ("overlap", -1, None, True),
-    ("interp_x", 1, None, True),
+    ("batch_size", 1, MAX_CONTEXT_BATCH, True),
+    ("stride", 1, MAX_STRIDE, True),
+    ("overlap", -1, MAX_CONTEXT_BATCH, True),
+    ("interp_x", 1, MAX_INTERP_X, True),
     ("freeinit_ds", 0, 1, True),
     ("freeinit_dt", 0, 1, True),
     ("freeinit_iters", 1, MAX_FREEINIT_ITERS, True),

@@ -12,8 +12,9 @@ Every decision that rewrites the params before sampling is made here, in this or
 4. validation against the host's frame limit, and the interpolation that really runs (FILM without
    its model file is named as optical flow).
 
-The video source is decoded at most once: when its length is needed or when ControlNet units need
-its frames (``facts.source_frames_for``), and those frames are handed on in :class:`ResolvedRun`.
+The video source is counted at most once, frame by frame without keeping frames: when its length is
+needed or when ControlNet units need its frames (``facts.source_frames_for``); the units' frames
+folder is written later, one decoded frame at a time (:mod:`lib_animatediff.a1111.controlnet`).
 Errors are ``ParamsError`` naming the field; nothing of the host is touched.
 """
 
@@ -22,11 +23,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lib_animatediff import post, video_source
 from lib_animatediff.coercion import ParamsError
+from lib_animatediff.options import MAX_VIDEO_LENGTH
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.windows import WindowPlan
 
@@ -56,12 +58,11 @@ class HostFacts:
 
 @dataclass(frozen=True)
 class ResolvedRun:
-    """The params a run uses (validated), its window plan, and the source's frames when decoded."""
+    """The params a run uses (validated), its window plan, and the source's frame count when counted."""
 
     params: AnimateDiffParams
     plan: WindowPlan
     source_count: int | None = None  # frames of the source that gave or bounded the video
-    source_frames: video_source.SourceFrames | None = field(default=None, repr=False)
 
 
 def resolve(params: AnimateDiffParams, facts: HostFacts) -> ResolvedRun:
@@ -69,13 +70,13 @@ def resolve(params: AnimateDiffParams, facts: HostFacts) -> ResolvedRun:
     if facts.batch_frames is not None:
         params = _fit_batch(params, facts.batch_frames, facts.batch_folder)
     automatic_length = params.video_length == 0
-    source_field, count, frames = _read_source(params, facts, automatic_length)
+    source_field, count = _read_source(params, facts, automatic_length)
     if automatic_length:
         params = _length_from_source(params, source_field, count, facts.max_frames)
     params = _fit_units(params, facts, count, automatic_length)
     params = post.interpolation_that_runs(params.validate(max_frames=facts.max_frames), facts.film_dirs)
     plan = WindowPlan.from_params(params, max_frames_per_call=facts.max_frames_per_call)
-    return ResolvedRun(params, plan, count, frames)
+    return ResolvedRun(params, plan, count)
 
 
 def _fit_batch(params: AnimateDiffParams, count: int, folder: str | None) -> AnimateDiffParams:
@@ -92,11 +93,12 @@ def _fit_batch(params: AnimateDiffParams, count: int, folder: str | None) -> Ani
 
 def _read_source(
     params: AnimateDiffParams, facts: HostFacts, automatic_length: bool
-) -> tuple[str | None, int | None, video_source.SourceFrames | None]:
-    """``(field, frame count, decoded frames)`` of the source, read only when something needs it.
+) -> tuple[str | None, int | None]:
+    """``(field, frame count)`` of the source, counted only when something needs it.
 
-    A folder is counted; a video is decoded once, up to ``max_frames + 1`` frames when its length
-    decides the video's (enough to tell it is too long), else up to ``video_length``."""
+    A folder's files are counted; a video is decoded frame by frame keeping none, up to one more
+    than the frame limit when its length decides the video's (enough to tell it is too long), else
+    up to ``video_length``."""
     needed = automatic_length or facts.source_frames_for is not None
     source_field = "video_path" if params.video_path else "video_source" if params.video_source else None
     if not needed or source_field is None:
@@ -107,18 +109,20 @@ def _read_source(
                 f"ControlNet unit {facts.source_frames_for} has no image and AnimateDiff has neither "
                 "video_path nor video_source",
             )
-        return None, None, None
+        return None, None
     value = getattr(params, source_field)
     try:
         if source_field == "video_path":
-            return source_field, len(video_source.list_frame_files(value, facts.roots)), None
-        limit = (
-            (facts.max_frames + 1 if facts.max_frames else None) if automatic_length else params.video_length
+            return source_field, len(video_source.list_frame_files(value, facts.roots))
+        limit = (facts.max_frames or MAX_VIDEO_LENGTH) + 1 if automatic_length else params.video_length
+        count = video_source.count_video_frames(
+            value, max_frames=limit, roots=facts.roots, backend=facts.backend
         )
-        frames = video_source.read_video(value, max_frames=limit, roots=facts.roots, backend=facts.backend)
     except video_source.VideoSourceError as error:
         raise ParamsError(source_field, value, str(error)) from None
-    return source_field, frames.count, frames if facts.source_frames_for is not None else None
+    if not count:
+        raise ParamsError(source_field, value, "has no decodable frames")
+    return source_field, count
 
 
 def _length_from_source(
@@ -129,7 +133,8 @@ def _length_from_source(
     value = getattr(params, source_field)
     if count == 0:
         raise ParamsError(source_field, value, "contains no image files")
-    if max_frames and count > max_frames:
+    max_frames = max_frames or MAX_VIDEO_LENGTH
+    if count > max_frames:
         raise ParamsError(
             source_field,
             value,

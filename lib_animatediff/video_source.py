@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,33 +134,33 @@ def read_frame_folder(
 
 
 def _opencv_frames(
-    path: Path, max_frames: int | None, budget: _PixelBudget
-) -> tuple[list[np.ndarray], float | None]:
+    path: Path, max_frames: int | None, budget: _PixelBudget, info: dict[str, float | None]
+) -> Iterator[np.ndarray]:
     import cv2
 
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise VideoSourceError(f"video source {path} cannot be opened by OpenCV")
-        frames: list[np.ndarray] = []
-        while max_frames is None or len(frames) < max_frames:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        info["fps"] = float(fps) if fps and fps > 0 else None
+        index = 0
+        while max_frames is None or index < max_frames:
             ok, frame = capture.read()
             if not ok:
                 break
-            budget.take(frame.shape[1], frame.shape[0], len(frames))
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        fps = capture.get(cv2.CAP_PROP_FPS)
+            budget.take(frame.shape[1], frame.shape[0], index)
+            index += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         capture.release()
-    return frames, float(fps) if fps and fps > 0 else None
 
 
 def _imageio_ffmpeg_frames(
-    path: Path, max_frames: int | None, budget: _PixelBudget
-) -> tuple[list[np.ndarray], float | None]:
+    path: Path, max_frames: int | None, budget: _PixelBudget, info: dict[str, float | None]
+) -> Iterator[np.ndarray]:
     import imageio_ffmpeg
 
-    frames: list[np.ndarray] = []
     reader = imageio_ffmpeg.read_frames(
         f"file:{path}",
         input_params=["-nostdin", "-protocol_whitelist", "file", "-format_whitelist", FFMPEG_DEMUXERS],
@@ -168,10 +168,11 @@ def _imageio_ffmpeg_frames(
     )
     try:
         meta = next(reader)
+        info["fps"] = float(meta["fps"]) if meta.get("fps") else None
         width, height = meta["size"]
         for index, raw in enumerate(reader):
             budget.take(width, height, index)
-            frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
+            yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
     except VideoSourceError:
         raise
     except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as error:
@@ -180,8 +181,43 @@ def _imageio_ffmpeg_frames(
         ) from None
     finally:
         reader.close()
-    fps = meta.get("fps")
-    return frames, float(fps) if fps else None
+
+
+def iter_video(
+    path: str | os.PathLike[str],
+    *,
+    max_frames: int | None = None,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    backend: str = "ffmpeg",
+    info: dict[str, float | None] | None = None,
+) -> Iterator[np.ndarray]:
+    """The decoded frames of a video file one at a time, up to ``max_frames`` (the path, limits and
+    backend are checked at once, the frames decoded as they are asked for); ``info`` receives the
+    ``fps`` the file declares. Arguments as :func:`read_video`."""
+    _check_limits(max_frames, max_pixels)
+    if backend not in ("ffmpeg", "opencv"):
+        raise ValueError(f"backend: expected 'ffmpeg' or 'opencv', got {backend!r}")
+    source = resolve_source(path, roots)
+    if not source.is_file():
+        raise VideoSourceError(f"video source {str(path)!r} is not a file")
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        backend = "opencv"
+    reader = _imageio_ffmpeg_frames if backend == "ffmpeg" else _opencv_frames
+    return reader(source, max_frames, _PixelBudget(source, max_pixels), {} if info is None else info)
+
+
+def count_video_frames(
+    path: str | os.PathLike[str],
+    *,
+    max_frames: int,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
+    backend: str = "ffmpeg",
+) -> int:
+    """How many frames a video has, up to ``max_frames``, decoding them one by one and keeping none."""
+    return sum(1 for _ in iter_video(path, max_frames=max_frames, roots=roots, backend=backend))
 
 
 def read_video(
@@ -196,19 +232,13 @@ def read_video(
     original's ``mpdecimate`` extraction) and the fps the file declares. ``backend``: "ffmpeg"
     (imageio-ffmpeg; OpenCV when imageio-ffmpeg is not installed) or "opencv" (the original's
     "frame extraction method" setting)."""
-    _check_limits(max_frames, max_pixels)
-    if backend not in ("ffmpeg", "opencv"):
-        raise ValueError(f"backend: expected 'ffmpeg' or 'opencv', got {backend!r}")
+    info: dict[str, float | None] = {}
+    frames = list(
+        iter_video(
+            path, max_frames=max_frames, roots=roots, max_pixels=max_pixels, backend=backend, info=info
+        )
+    )
     source = resolve_source(path, roots)
-    if not source.is_file():
-        raise VideoSourceError(f"video source {str(path)!r} is not a file")
-    budget = _PixelBudget(source, max_pixels)
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError:
-        backend = "opencv"
-    reader = _imageio_ffmpeg_frames if backend == "ffmpeg" else _opencv_frames
-    frames, fps = reader(source, max_frames, budget)
     if not frames:
         raise VideoSourceError(f"video source {source} has no decodable frames")
-    return SourceFrames(frames, fps, source)
+    return SourceFrames(frames, info.get("fps"), source)

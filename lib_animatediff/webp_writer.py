@@ -17,11 +17,12 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from lib_animatediff.options import MAX_WEBP_FRAME_MS
+
 _VP8X_ANIMATION = 0x02
 _VP8X_EXIF = 0x08
 _FRAME_DATA_CHUNKS = (b"ALPH", b"VP8 ", b"VP8L")
 _NO_BLEND = 0x02
-MAX_DURATION_MS = 2**24 - 1
 
 
 def chunk(fourcc: bytes, payload: bytes) -> bytes:
@@ -78,7 +79,7 @@ class WebpEncoder:
         if self._start is None:
             self._write_header(width, height)
         header = _uint24(0) + _uint24(0) + _uint24(width - 1) + _uint24(height - 1)
-        header += _uint24(min(MAX_DURATION_MS, duration_ms)) + bytes([_NO_BLEND])
+        header += _uint24(min(MAX_WEBP_FRAME_MS, duration_ms)) + bytes([_NO_BLEND])
         self.file.write(chunk(b"ANMF", header + frame_bitstream(frame, **self.options)))
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ which gives the original's numbers. ``max_frames_per_call`` packs consecutive wi
 into one call while ``windows × L`` stays within the budget; the fused result is bit-identical to one
 window per call whenever the denoiser's output rows do not depend on the batch around them.
 
+``check_finite`` is the hosts' NaN/Inf guard on each call's output (one ``isfinite().all()``).
 ``freenoise`` reschedules initial noise as FreeNoise does (reference §2.6).
 
 :class:`WindowPlan` is the one declaration of the context options (size, stride, overlap with the
@@ -143,6 +144,23 @@ def denoise_windows(
         _fuse_into(out, eps, window, factors[index], num_frames, num_groups)
     assert out is not None  # there is at least one window
     return out.to(result_dtype)
+
+
+class NonFiniteError(RuntimeError):
+    """The UNet returned NaN or Inf for a window: sampling stops rather than writing black frames."""
+
+
+def check_finite(prediction: torch.Tensor, *, step: int, rows: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``prediction`` (the output for batch ``rows``) if every value is finite, else
+    :class:`NonFiniteError` naming the sampling step and the window's frames."""
+    if bool(torch.isfinite(prediction).all()):
+        return prediction
+    frames = sorted(set((rows.cpu() % num_frames).tolist()))
+    raise NonFiniteError(
+        f"AnimateDiff: the UNet returned NaN/Inf at sampling step {step} in the window of frames "
+        f"{frames[0]}-{frames[-1]} ({len(frames)} frames); nothing is written. In half precision try "
+        "--no-half or bf16, or a lower CFG scale"
+    )
 
 
 def _check_output(outputs: torch.Tensor, expected_rows: int) -> None:

@@ -217,13 +217,23 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
 
 
-def _metadata_args(tags: dict[str, str]) -> list[str]:
-    """``-metadata key=value`` arguments; NUL characters cannot travel in an argument and are dropped."""
-    args: list[str] = []
+_FFMETADATA_SPECIALS = ("\\", "=", ";", "#", "\n")
+
+
+def ffmetadata(tags: dict[str, str]) -> str:
+    """``tags`` in ffmpeg's FFMETADATA1 file format (specials escaped with a backslash, NUL dropped).
+
+    Metadata goes to ffmpeg in a file, not as ``-metadata`` arguments: Linux limits one argument to
+    128 KiB, and A1111 infotexts with long prompts and many extensions' entries can pass that.
+    """
+    lines = [";FFMETADATA1"]
     for key, value in tags.items():
-        if value:
-            args += ["-metadata", f"{key}={value.replace(chr(0), '')}"]
-    return args
+        text = value.replace("\x00", "")
+        for special in _FFMETADATA_SPECIALS:
+            text = text.replace(special, "\\" + special)
+        if text:
+            lines.append(f"{key}={text}")
+    return "\n".join(lines) + "\n"
 
 
 class _FfmpegWriter(FrameWriter):
@@ -236,8 +246,13 @@ class _FfmpegWriter(FrameWriter):
         super().__post_init__()
         self.process: subprocess.Popen | None = None
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (ffmpeg's stderr; closed by close/abort)
+        self.metadata_file = self.path.with_name(self.path.name + ".ffmetadata")
 
     def output_params(self) -> list[str]:
+        raise NotImplementedError
+
+    def tags(self) -> dict[str, str]:
+        """The container's metadata tags."""
         raise NotImplementedError
 
     def _start(self, height: int, width: int) -> subprocess.Popen:
@@ -248,7 +263,18 @@ class _FfmpegWriter(FrameWriter):
         rate = Fraction(self.fps).limit_denominator()
         command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-n"]
         command += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(rate)]
-        command += ["-i", "pipe:0", "-an", "-c:v", self.codec, "-pix_fmt", "yuv420p", *self.output_params()]
+        command += ["-i", "pipe:0"]
+        if self.infotext:
+            self.metadata_file.write_text(ffmetadata(self.tags()), encoding="utf-8")
+            command += [
+                "-f",
+                "ffmetadata",
+                "-i",
+                f"file:{self.metadata_file.resolve()}",
+                "-map_metadata",
+                "1",
+            ]
+        command += ["-map", "0:v", "-an", "-c:v", self.codec, "-pix_fmt", "yuv420p", *self.output_params()]
         command.append(f"file:{self.path.resolve()}")
         return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log)
 
@@ -263,15 +289,19 @@ class _FfmpegWriter(FrameWriter):
             raise RuntimeError(f"ffmpeg stopped while writing {self.path}: {self._stderr()}") from error
 
     def close(self) -> None:
-        if self.process is not None and self._finish() != 0:
-            raise RuntimeError(f"ffmpeg failed writing {self.path}: {self._stderr()}")
-        self.log.close()
+        try:
+            if self.process is not None and self._finish() != 0:
+                raise RuntimeError(f"ffmpeg failed writing {self.path}: {self._stderr()}")
+        finally:
+            self.log.close()
+            self.metadata_file.unlink(missing_ok=True)
 
     def abort(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self._finish()
         self.log.close()
+        self.metadata_file.unlink(missing_ok=True)
 
     def _finish(self) -> int:
         with contextlib.suppress(OSError):
@@ -298,7 +328,10 @@ class Mp4Writer(_FfmpegWriter):
         ]
         if self.options.mp4_tune:
             params += ["-tune", self.options.mp4_tune]
-        return params + _metadata_args({"comment": self.infotext})
+        return params
+
+    def tags(self) -> dict[str, str]:
+        return {"comment": self.infotext}
 
 
 class WebmWriter(_FfmpegWriter):
@@ -309,8 +342,10 @@ class WebmWriter(_FfmpegWriter):
 
     def output_params(self) -> list[str]:
         params = ["-b:v", "0", "-crf", str(self.options.webm_crf), "-deadline", "realtime", "-cpu-used", "8"]
-        params += ["-row-mt", "1"]
-        return params + _metadata_args({"title": self.infotext, "comment": self.infotext})
+        return [*params, "-row-mt", "1"]
+
+    def tags(self) -> dict[str, str]:
+        return {"title": self.infotext, "comment": self.infotext}
 
 
 def webp_exif(infotext: str) -> bytes:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pickle
+import stat
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -73,16 +74,19 @@ def check_weight_dtypes(meta: Mapping[str, torch.Tensor], source: str) -> None:
 
 
 def _sniff(path: Path) -> str:
-    """Which reader a file needs, judged from its first bytes: "safetensors" or "torch"."""
-    if not path.exists():
-        raise MotionModuleError(f"{path}: file not found")
-    if not path.is_file():
-        raise MotionModuleError(f"{path}: not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise MotionModuleError(f"{path}: file is empty (0 bytes); the download probably failed")
-    with open(path, "rb") as stream:
-        head = stream.read(64)
+    """Which reader a file needs, judged from its first bytes (never its suffix): "safetensors" or "torch"."""
+    try:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            raise MotionModuleError(f"{path}: not a file (a folder, FIFO or device)")
+        if status.st_size == 0:
+            raise MotionModuleError(f"{path}: file is empty (0 bytes); the download probably failed")
+        with open(path, "rb") as stream:
+            head = stream.read(64)
+    except FileNotFoundError:
+        raise MotionModuleError(f"{path}: file not found") from None
+    except OSError as error:
+        raise MotionModuleError(f"{path}: cannot be read ({error.strerror or error})") from None
     if len(head) > 8 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= MAX_SAFETENSORS_HEADER:
         return "safetensors"
     if head.startswith(ZIP_MAGIC) or head[0] == PICKLE_PROTOCOL_MARK:
@@ -110,13 +114,54 @@ def _safetensors_header(path: Path) -> dict:
             header = json.loads(stream.read(header_size))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise MotionModuleError(f"{path}: corrupt safetensors header ({error})") from None
+    if not isinstance(header, dict):
+        raise MotionModuleError(
+            f"{path}: malformed safetensors header (a JSON {type(header).__name__}, not an object)"
+        )
     header.pop("__metadata__", None)
+    for key, entry in header.items():
+        _check_header_entry(path, key, entry)
     data_end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
     if 8 + header_size + data_end > size:
         raise MotionModuleError(
             f"{path}: truncated safetensors file: needs {8 + header_size + data_end} bytes, has {size}"
         )
     return header
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_header_entry(path: Path, key: str, entry: object) -> None:
+    """One tensor's header entry: ``{"dtype": str, "shape": [n, ...], "data_offsets": [begin, end]}``."""
+    problem = None
+    if not isinstance(entry, dict):
+        problem = f"is a JSON {type(entry).__name__}, not an object"
+    elif not isinstance(entry.get("dtype"), str):
+        problem = "has no dtype"
+    elif not (isinstance(entry.get("shape"), list) and all(map(_is_count, entry["shape"]))):
+        problem = f"has no valid shape ({entry.get('shape')!r:.60})"
+    else:
+        offsets = entry.get("data_offsets")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))):
+            problem = f"has no valid data_offsets ({offsets!r:.60})"
+        elif offsets[0] > offsets[1]:
+            problem = f"has data_offsets {offsets} that end before they begin"
+    if problem:
+        raise MotionModuleError(f"{path}: malformed safetensors header: tensor {key!r:.80} {problem}")
+
+
+def _guarded_reader(path: Path, read: Callable[[str], torch.Tensor]) -> Callable[[str], torch.Tensor]:
+    """``read`` with the safetensors library's errors turned into a ``MotionModuleError`` naming the file."""
+
+    def guarded(key: str) -> torch.Tensor:
+        try:
+            return read(key)
+        except Exception as error:  # SafetensorError and OSError: the file is damaged or was changed
+            raise MotionModuleError(f"{path}: tensor {key} cannot be read ({error})") from None
+
+    return guarded
 
 
 def _open_safetensors(path: Path) -> TensorSource:
@@ -131,22 +176,26 @@ def _open_safetensors(path: Path) -> TensorSource:
     if not meta:
         raise MotionModuleError(f"{path}: contains no tensors, so it is not a motion module")
     check_weight_dtypes(meta, str(path))
-    handle = safe_open(str(path), framework="pt", device="cpu")
-    return TensorSource(str(path), meta, handle.get_tensor)
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")
+    except Exception as error:  # SafetensorError: what the header checks above did not catch
+        raise MotionModuleError(f"{path}: malformed safetensors file ({error})") from None
+    return TensorSource(str(path), meta, _guarded_reader(path, handle.get_tensor))
 
 
 def _torch_load(path: Path) -> object:
-    """``torch.load`` restricted to weights; memory-mapped where the file format allows."""
+    """``torch.load`` restricted to weights and never memory-mapped (a malformed pickle refused with
+    ``mmap=False`` has been shown to pass with ``mmap=True``). It gets an open file, not the path:
+    torch picks a reader by the path's suffix, and the content has already decided that here."""
     try:
         with open(path, "rb") as stream:
-            is_zip = stream.read(4) == ZIP_MAGIC
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+            return torch.load(stream, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MotionModuleError(
             f"{path}: refused to load: the pickle is unsafe (it asks for more than plain tensors: {first_line})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise MotionModuleError(f"{path}: corrupt or truncated PyTorch checkpoint ({error})") from None
 
 

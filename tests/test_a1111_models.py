@@ -33,7 +33,7 @@ def test_listing_is_recursive_sorted_and_skips_hidden_and_other_files(root) -> N
 @pytest.mark.parametrize(
     "name",
     ["../outside.ckpt", "/etc/passwd", "sub/../../outside.ckpt", "..\\x.ckpt", "a.safetensors\x00.txt", "",
-     "link.ckpt", "sub", "notes.txt", "missing.ckpt"],
+     "sub", "notes.txt", "missing.ckpt"],
 )  # fmt: skip
 def test_names_that_leave_the_folder_or_are_not_model_files_are_refused(root, name: str) -> None:
     with pytest.raises(ParamsError) as caught:

@@ -31,7 +31,7 @@ def params(**changes) -> AnimateDiffParams:
 def test_without_facts_the_params_only_get_validated_and_a_window_plan() -> None:
     run = resolve(params(video_length=24, batch_size=16, overlap=-1), HostFacts())
     assert run.params.video_length == 24 and run.plan.size == 16 and run.plan.overlap == 4
-    assert run.source_count is None and run.source_frames is None
+    assert run.source_count is None
 
 
 def test_length_zero_without_a_source_is_one_context_window() -> None:
@@ -60,33 +60,32 @@ def test_the_shortest_controlnet_unit_bounds_the_video() -> None:
     assert resolve(params(video_length=6, batch_size=4), facts).params.video_length == 6
 
 
-def test_a_video_needed_for_its_length_and_for_controlnet_is_decoded_once(tmp_path, monkeypatch) -> None:
+def test_a_video_needed_for_its_length_and_for_controlnet_is_counted_once(tmp_path, monkeypatch) -> None:
     video = tmp_path / "clip.mp4"
     write_video(video, 7, 8)
     reads = []
-    real_read = video_source.read_video
+    real_read = video_source.count_video_frames
 
     def counting_read(*args, **kwargs):
         reads.append(kwargs.get("max_frames"))
         return real_read(*args, **kwargs)
 
-    monkeypatch.setattr(resolve_module.video_source, "read_video", counting_read)
+    monkeypatch.setattr(resolve_module.video_source, "count_video_frames", counting_read)
     facts = HostFacts(source_frames_for=1, unit_frames=((0, 30),), max_frames=100)
     run = resolve(params(video_length=0, batch_size=16, video_source=str(video)), facts)
     assert reads == [101]  # once, up to one frame more than the limit
     assert (run.params.video_length, run.params.batch_size, run.source_count) == (7, 7, 7)
-    assert run.source_frames is not None and run.source_frames.count == 7
 
 
-def test_a_given_length_decodes_only_its_frames_and_only_for_controlnet(tmp_path, monkeypatch) -> None:
+def test_a_given_length_counts_only_its_frames_and_only_for_controlnet(tmp_path, monkeypatch) -> None:
     video = tmp_path / "clip.mp4"
     write_video(video, 9, 8)
     run = resolve(params(video_length=4, batch_size=4, video_source=str(video)), HostFacts())
-    assert run.source_frames is None and run.source_count is None
+    assert run.source_count is None
     fed = resolve(
         params(video_length=4, batch_size=4, video_source=str(video)), HostFacts(source_frames_for=0)
     )
-    assert fed.source_frames.count == 4 and fed.params.video_length == 4
+    assert fed.source_count == 4 and fed.params.video_length == 4
 
 
 def test_a_unit_needing_frames_without_a_source_names_video_source() -> None:

@@ -2,8 +2,8 @@
 
 Before A1111 runs ControlNet's ``process`` (which reads the units from ``p.script_args``), every
 enabled unit without an input of its own becomes a batch unit over the video's frames: the
-``video_path`` folder, or the ``video_source`` video (its first ``video_length`` frames) decoded
-into a temporary folder under A1111's data folder that is deleted when the generation is closed.
+``video_path`` folder, or the ``video_source`` video (its first ``video_length`` frames, counted
+then decoded one frame at a time, never all held) written into a temporary folder under A1111's data folder that is deleted when the generation is closed.
 Batch units get ``mask_path``
 as their mask folder when they have none and are flagged ``animatediff_batch``, which makes
 ControlNet build one hint row per frame and keep them on the CPU (the window hook slices them,
@@ -84,6 +84,8 @@ class FeedPlan:
     script: Any
     units: list[Any]
     plans: list[UnitPlan]
+    roots: list[Path] | None  # where a request's video source may lie
+    backend: str  # how the video source is decoded
     inpaint_masks: str | None = None  # the img2img batch's mask folder, for inpaint units it feeds
     temp_folder: Path | None = field(default=None, init=False)
 
@@ -100,8 +102,7 @@ class FeedPlan:
         params = run.params
         folder = params.video_path
         if any(plan.feed_video for plan in self.plans) and not folder:
-            assert run.source_frames is not None  # resolve decoded the source for the fed units
-            folder = str(self._write_source_frames(p, run.source_frames))
+            folder = str(self._write_source_frames(p, params.video_source, params.video_length))
         for plan in self.plans:
             unit = plan.unit
             if plan.feed_video:
@@ -122,16 +123,19 @@ class FeedPlan:
         args[self.script.args_from : self.script.args_to] = self.units
         p.script_args = args
 
-    def _write_source_frames(self, p: Any, source: video_source.SourceFrames) -> Path:
+    def _write_source_frames(self, p: Any, source_name: str, video_length: int) -> Path:
+        """Decode the first ``video_length`` frames of the source one at a time into a temporary folder."""
         from modules import paths
         from PIL import Image
 
+        source = video_source.resolve_source(source_name, self.roots)
         parent = Path(paths.data_path) / FRAMES_SUBFOLDER
         parent.mkdir(parents=True, exist_ok=True)
-        self.temp_folder = Path(tempfile.mkdtemp(prefix=f"{source.source.stem}-", dir=parent))
-        for number, frame in enumerate(source.frames):
-            Image.fromarray(frame).save(self.temp_folder / f"{number:05d}.png")
+        self.temp_folder = Path(tempfile.mkdtemp(prefix=f"{source.stem}-", dir=parent))
         _remove_when_closed(p, self)
+        frames = video_source.iter_video(source, max_frames=video_length, backend=self.backend)
+        for number, frame in enumerate(frames):
+            Image.fromarray(frame).save(self.temp_folder / f"{number:05d}.png")
         return self.temp_folder
 
     def remove_frames(self) -> None:
@@ -201,7 +205,9 @@ def _plan_unit(index: int, unit: Any, roots: list[Path] | None) -> UnitPlan | No
     return UnitPlan(index, unit, False, folder, None if keyframes else count)
 
 
-def plan_feed(p: Any, *, roots: list[Path] | None, inpaint_masks: str | None = None) -> FeedPlan | None:
+def plan_feed(
+    p: Any, *, roots: list[Path] | None, backend: str = "ffmpeg", inpaint_masks: str | None = None
+) -> FeedPlan | None:
     """Read ``p``'s ControlNet units and check the folders of their own; changes nothing.
     ``inpaint_masks``: an img2img batch's mask folder, given to the inpaint units it feeds.
 
@@ -216,4 +222,4 @@ def plan_feed(p: Any, *, roots: list[Path] | None, inpaint_masks: str | None = N
     plans = [plan for index, unit in enabled if (plan := _plan_unit(index, unit, roots))]
     if not plans:
         return None
-    return FeedPlan(script, units, plans, inpaint_masks)
+    return FeedPlan(script, units, plans, roots, backend, inpaint_masks)

@@ -7,8 +7,8 @@ frames, group-major. :class:`FrameWindowHook` replaces ``apply_model`` on the mo
 it is active; per context window it calls the real ``apply_model`` on that window's rows of every
 group (the motion module sees ``G`` clips of ``F`` frames) and fuses the windows with
 :class:`lib_animatediff.windows.WindowPlan`; ControlNet's per-frame hints follow each window
-(:mod:`lib_animatediff.a1111.control_hints`). It checks A1111's Interrupt/Skip before each window and moves the
-progress bar across windows. The ``on_cfg_denoiser`` callback tells it the denoiser step (which
+(:mod:`lib_animatediff.a1111.control_hints`). It checks A1111's Interrupt/Skip before each window, stops on NaN/Inf in a
+window's output (:func:`lib_animatediff.windows.check_finite`) and moves the progress bar across windows. The ``on_cfg_denoiser`` callback tells it the denoiser step (which
 rotates the windows) and swaps in the per-frame prompt-travel conditioning.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from lib_animatediff.a1111.control_hints import ControlHints
-from lib_animatediff.windows import WindowPlan
+from lib_animatediff.windows import WindowPlan, check_finite
 
 _ABSENT = object()
 
@@ -110,7 +110,8 @@ class FrameWindowHook:
             options = {key: take_rows(value, rows, total) for key, value in kwargs.items()}
             hints = self.control_hints.window(rows, x.device) if self.control_hints else nullcontext()
             with hints:
-                return self._original(x[rows], *picked, **options)
+                prediction = self._original(x[rows], *picked, **options)
+            return check_finite(prediction, step=self.step, rows=rows, num_frames=self.num_frames)
 
         return self.plan.denoise(
             denoise,

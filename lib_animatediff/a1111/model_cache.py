@@ -1,9 +1,10 @@
 """Motion-module files for A1111: the model folder, names confined to it, listing, and a load cache.
 
 The folder is, in order: the ``--animatediff-model-path`` flag, the ``animatediff_model_path``
-setting, ``<extension>/model``. Names are paths relative to it; anything that would leave it
-(absolute paths, ``..``, symlinks pointing outside) is refused with a ``ParamsError`` naming
-``model``. One motion module is kept loaded, keyed by file path and sha256 (A1111's cached
+setting, ``<extension>/model``. Names are paths relative to it; a name that would leave it
+(absolute paths, ``..``) is refused with a ``ParamsError`` naming ``model``, while links the admin
+put into the folder are followed. Listing and hashing see regular files only (never a FIFO or a
+device), and hashes are cached by (size, mtime). One motion module is kept loaded, keyed by file path and sha256 (A1111's cached
 ``hashes.sha256``), so a changed file is reloaded and a renamed copy is not loaded twice.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lib_animatediff.a1111.paths import confine
 from lib_animatediff.options import MODEL_SUFFIXES
 from lib_animatediff.params import ParamsError
 
@@ -35,40 +38,66 @@ def model_dir() -> Path:
 
 
 def resolve_model(name: str, root: Path) -> Path:
-    """The file ``name`` names inside ``root``; ``ParamsError`` if it is outside, missing or not a model."""
-    if not name or "\x00" in name or "\\" in name or Path(name).is_absolute():
+    """The file ``name`` names inside ``root``; ``ParamsError`` if the name leaves the folder, or the
+    entry is missing or not a regular model file. Links the admin put into the folder are followed."""
+    if not isinstance(name, str) or not name or "\\" in name or Path(name).is_absolute():
         raise ParamsError("model", name, f"expected a file name relative to the motion-module folder {root}")
     if ".." in Path(name).parts:
         raise ParamsError("model", name, "must not contain '..'")
-    base = root.resolve()
-    path = (base / name).resolve()
-    if base not in path.parents:
-        raise ParamsError("model", name, f"resolves outside the motion-module folder {root}")
-    if not path.is_file():
-        raise ParamsError("model", name, f"no such motion-module file in {root}; download it there")
+    path = confine("model", name, [root], base=root.absolute())
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ParamsError("model", name, f"expected one of {', '.join(MODEL_SUFFIXES)}")
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except FileNotFoundError:
+        raise ParamsError("model", name, f"no such motion-module file in {root}; download it there") from None
+    except OSError as error:
+        raise ParamsError("model", name, f"cannot be read ({error.strerror or error})") from None
+    if not regular:
+        raise ParamsError("model", name, "is not a regular file")
     return path
 
 
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` is (or links to) a regular file; FIFOs and devices would block or never end."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def list_models(root: Path) -> list[str]:
-    """Model files under ``root`` (recursive, hidden entries skipped) as sorted POSIX relative paths."""
+    """Regular model files under ``root`` (recursive, hidden entries skipped) as sorted POSIX relative paths."""
     names = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         names += [
             Path(folder, f).relative_to(root).as_posix()
             for f in files
-            if not f.startswith(".") and f.lower().endswith(MODEL_SUFFIXES)
+            if not f.startswith(".") and f.lower().endswith(MODEL_SUFFIXES) and _is_regular(Path(folder, f))
         ]
     return sorted(names)
 
 
+_hashes: dict[str, tuple[tuple[int, int], str]] = {}
+
+
 def file_sha256(path: Path, name: str) -> str:
-    """The file's sha256 through A1111's hash cache (title ``AnimateDiff/<name>``, as the original)."""
+    """The sha256 of regular file ``path``, cached here by (size, mtime) and in A1111's hash cache
+    (title ``AnimateDiff/<name>``, as the original). ``ParamsError`` for anything else."""
     from modules import hashes
 
-    return hashes.sha256(str(path), f"AnimateDiff/{name}")
+    try:
+        status = path.stat()
+    except OSError as error:
+        raise ParamsError("model", name, f"cannot be read ({error.strerror or error})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ParamsError("model", name, "is not a regular file")
+    key = (status.st_size, status.st_mtime_ns)
+    cached = _hashes.get(str(path))
+    if cached is None or cached[0] != key:
+        _hashes[str(path)] = (key, hashes.sha256(str(path), f"AnimateDiff/{name}"))
+    return _hashes[str(path)][1]
 
 
 class MotionModuleCache:

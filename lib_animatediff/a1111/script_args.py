@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from lib_animatediff.a1111.paths import confine
 from lib_animatediff.coercion import as_bool
 from lib_animatediff.params import AnimateDiffParams
+
+PATH_FIELDS = ("video_source", "video_path", "mask_path")
+"""Request fields naming server-side files or folders (``model`` is confined to the model folder
+by ``model_cache.resolve_model``, ``request_id`` to a file-name part by the params' own check)."""
 
 
 class RequestError(ValueError):
@@ -60,6 +66,7 @@ def parse_script_args(
     is_img2img: bool,
     default_format: Sequence[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    roots: Sequence[Path] | None = None,
 ) -> AnimateDiffParams:
     """The script's arguments as params: a dict in the first slot (API) or the positional UI list,
     with ``overrides`` (an X/Y/Z plot cell's values) put over them.
@@ -68,7 +75,8 @@ def parse_script_args(
     further: A1111's API fills the arguments of every script a request does not name from the
     accordion's default values (``init_default_script_args``), and such a request must run as if
     the extension were absent, whatever those values are. An API dict with an ``enable`` that is
-    neither a boolean nor ``true``/``false`` is an error.
+    neither a boolean nor ``true``/``false`` is an error. With ``roots`` (API requests), every
+    path field must name something inside them (``ParamsError`` naming the field).
     """
     overrides = overrides or {}
     enable = overrides["enable"] if "enable" in overrides else requested_enable(args)
@@ -82,4 +90,8 @@ def parse_script_args(
         params = AnimateDiffParams.from_api(args[0], default_format=default_format)
     else:
         params = AnimateDiffParams.from_ui(list(args), is_img2img=is_img2img)
-    return dataclasses.replace(params, **overrides) if overrides else params
+    params = dataclasses.replace(params, **overrides) if overrides else params
+    for field in PATH_FIELDS:
+        if roots is not None and getattr(params, field):
+            confine(field, getattr(params, field), roots)
+    return params

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from lib_animatediff import freeinit, latents, prompt_travel
+from lib_animatediff import budget, freeinit, latents, output, prompt_travel
 from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, roots, settings, xyz
 from lib_animatediff.a1111.compat import foreign_layers_follow
 from lib_animatediff.a1111.control_hints import ControlHints
@@ -67,12 +67,17 @@ class AnimateDiffRun:
         self.i2i_batch = i2i_batch.batch_of(p) if is_img2img else None
         allowed = roots.allowed_roots(p)
         self.controlnet = controlnet.plan_feed(
-            p, roots=allowed, inpaint_masks=self.i2i_batch.mask_folder if self.i2i_batch is not None else None
+            p,
+            roots=allowed,
+            backend=settings.get("animatediff_default_frame_extract_method"),
+            inpaint_masks=self.i2i_batch.mask_folder if self.i2i_batch is not None else None,
         )
         self.resolved = resolve(params, host_facts(self.i2i_batch, self.controlnet, allowed))
         self.params = self.resolved.params
         if self.params.interp != params.interp:  # FILM without its model file: optical flow runs
             logger.warning("%s", outputs.missing_film_model())
+        budget.check(budget.estimate(self.params, p.width, p.height), settings.memory_budget())
+        output.preflight(self.params, p.outpath_samples, outdir_field="outpath_samples")
         self.p = p
         self.is_img2img = is_img2img
         self.num_frames = self.params.frame_count
@@ -121,7 +126,9 @@ class AnimateDiffRun:
         try:
             mm = cache.get(self.params.model, device=weight.device, dtype=dtype)
             self.params.validate(pe_length=mm.pe_length)
-        except (ValueError, MotionModuleError) as error:
+        except MotionModuleError as error:
+            raise RequestError(str(error), field="model") from error
+        except ValueError as error:
             raise RequestError.from_error(error) from error
         self.motion_module = mm
         infotext.write(p, self.params, mm, is_img2img=self.is_img2img)
@@ -288,6 +295,7 @@ def before_process(p: Any, args: Any, *, is_img2img: bool) -> AnimateDiffRun | N
             is_img2img=is_img2img,
             default_format=settings.get("animatediff_default_save_formats"),
             overrides=xyz.overrides_of(p),
+            roots=roots.allowed_roots(p),
         )
         if not params.enable:
             return None

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "animatediff_max_frames": 0,
     "animatediff_max_frames_per_call": 0,
     "animatediff_mm_on_cpu": False,
+    "animatediff_memory_budget_mb": 0,
 }
 
 _H264_DOCS = "https://trac.ffmpeg.org/wiki/Encode/H.264"
@@ -157,6 +158,15 @@ def build_options(option_info: type) -> dict[str, Any]:
             "Keep the motion module on CPU between generations",
             gr.Checkbox,
         ).info("always done under --lowvram / --medvram; frees VRAM at the cost of a copy per generation"),
+        "animatediff_memory_budget_mb": option(
+            "animatediff_memory_budget_mb",
+            "Memory budget per video (MiB)",
+            gr.Number,
+            {"precision": 0, "minimum": 0},
+        ).info(
+            "0 = the memory free when a request starts; a request whose frames (latents, conditioning, "
+            "decoded frames, writers) would need more is refused before anything is generated"
+        ),
     }
 
 
@@ -188,6 +198,13 @@ def output_options(opts: Any = None) -> dict[str, Any]:
     Slider values come back from A1111's ``config.json`` as floats; they are made ``int`` here.
     """
     return {field: kind(get(key, opts)) for field, (key, kind) in _OUTPUT_OPTIONS.items()}
+
+
+def memory_budget(opts: Any = None) -> int | None:
+    """The memory budget in bytes (``lib_animatediff.budget.budget_bytes`` of the setting)."""
+    from lib_animatediff.budget import budget_bytes
+
+    return budget_bytes(float(get("animatediff_memory_budget_mb", opts)))
 
 
 def get(key: str, opts: Any = None) -> Any:

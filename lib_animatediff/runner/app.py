@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from lib_animatediff import budget
+from lib_animatediff.budget import budget_bytes
 from lib_animatediff.runner.arguments import animation_params, parse_motion_lora, require_file
 from lib_animatediff.runner.generate import SamplingSettings, generate
 from lib_animatediff.runner.models import load_pipeline
@@ -38,6 +40,9 @@ def run_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         windows_per_call=args.windows_per_call,
     )
+    budget.check(
+        budget.estimate(params, args.width, args.height, streamed=True), budget_bytes(args.memory_budget_mb)
+    )
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = DTYPES.get(args.dtype, torch.float16 if device == "cuda" else torch.float32)
     mm = load_motion_module(args.motion_module, device=device, dtype=dtype)
@@ -62,6 +67,9 @@ def run_demo(args: argparse.Namespace) -> int:
         sampler="Euler a",
         seed=args.seed,
         windows_per_call=args.windows_per_call,
+    )
+    budget.check(
+        budget.estimate(params, DEMO_SIZE, DEMO_SIZE, streamed=True), budget_bytes(args.memory_budget_mb)
     )
     pipeline = tiny_pipeline(seed=sampling.seed)
     mm = load_motion_module(

@@ -115,6 +115,12 @@ def _add_common_options(parser: argparse.ArgumentParser, *, frames: int, formats
     parser.add_argument("--interp", choices=INTERP_METHODS, default=defaults.interp)
     parser.add_argument("--interp-x", type=int, default=defaults.interp_x)
     parser.add_argument("--outdir", type=Path, default=Path("outputs"))
+    parser.add_argument(
+        "--memory-budget-mb",
+        type=float,
+        default=0,
+        help="refuse a request needing more host memory for its frames; 0 = the memory free now",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import torch
 from lib_animatediff import output, post, prompt_travel
 from lib_animatediff.frame_stream import decoded_frames
 from lib_animatediff.freeinit import reinit_noise
+from lib_animatediff.options import MAX_IMAGE_SIDE, MAX_STEPS, MAX_WINDOWS_PER_CALL
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.resolve import HostFacts, resolve
 from lib_animatediff.runner.errors import InputError
@@ -55,10 +56,16 @@ class SamplingSettings:
     windows_per_call: int = 1
 
     def __post_init__(self) -> None:
-        for name, low in (("steps", 1), ("windows_per_call", 1), ("width", 8), ("height", 8)):
+        limits = (
+            ("steps", 1, MAX_STEPS),
+            ("windows_per_call", 1, MAX_WINDOWS_PER_CALL),
+            ("width", 8, MAX_IMAGE_SIDE),
+            ("height", 8, MAX_IMAGE_SIDE),
+        )
+        for name, low, high in limits:
             value = getattr(self, name)
-            if not isinstance(value, int) or value < low:
-                raise InputError(f"{name}={value!r}: expected an integer >= {low}")
+            if not isinstance(value, int) or not low <= value <= high:
+                raise InputError(f"{name}={value!r}: expected an integer from {low} to {high}")
         if not -1 <= self.seed <= MAX_SEED:
             raise InputError(f"seed={self.seed!r}: expected -1 (random) or 0..{MAX_SEED}")
         if not self.cfg_scale >= 1:
@@ -112,6 +119,7 @@ def generate(
     The runner has no video source, batch or FILM model folder: :func:`lib_animatediff.resolve.resolve`
     validates the params and names FILM as the optical flow that runs instead."""
     params = resolve(params, HostFacts()).params
+    output.preflight(params, outdir, outdir_field="--outdir")
     sampled = sample_latents(pipeline, mm, params, sampling, motion_loras=motion_loras, progress=progress)
     paths, count = write_video(pipeline, mm, sampled, params, sampling, outdir, progress=progress)
     return Result(paths=paths, seed=sampled.seed, frames=count, frame_evaluations=sampled.frame_evaluations)

@@ -4,7 +4,8 @@ At every step the frames are split into context windows by a :class:`lib_animate
 (the same plan the A1111 hook uses); each UNet call takes the windows of equal length the plan packs
 into it, with the conditional and unconditional copies as separate groups of frames (batch ``G*F``:
 ``G = 2*windows`` groups of ``F`` frames), and the guided noise predictions of overlapping windows
-are fused per frame. With ``cfg_scale == 1`` the unconditional half is skipped.
+are fused per frame. With ``cfg_scale == 1`` the unconditional half is skipped. A window
+whose prediction holds NaN/Inf stops sampling with an error naming the step and the frames.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm.auto import tqdm
 
-from lib_animatediff.windows import WindowPlan
+from lib_animatediff.windows import WindowPlan, check_finite
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,10 @@ class WindowedGuidedDenoiser:
 
         def denoise(rows: torch.Tensor, frames: int) -> torch.Tensor:
             conditioning = FrameConditioning.gather(self.groups, rows, num_frames)
-            rows = rows.to(latents.device)
-            return self._unet(latents[rows % num_frames], timestep, conditioning, frames)
+            prediction = self._unet(
+                latents[rows.to(latents.device) % num_frames], timestep, conditioning, frames
+            )
+            return check_finite(prediction, step=step, rows=rows, num_frames=num_frames)
 
         eps = self.plan.denoise(
             denoise,
