@@ -162,7 +162,7 @@ def build_options(option_info: type) -> dict[str, Any]:
             "animatediff_memory_budget_mb",
             "Memory budget per video (MiB)",
             gr.Number,
-            {"precision": 0, "minimum": 0},
+            {"precision": 0, "minimum": 0, "maximum": 1 << 20},  # up to 1 TiB
         ).info(
             "0 = the memory free when a request starts; a request whose frames (latents, conditioning, "
             "decoded frames, writers) would need more is refused before anything is generated"
