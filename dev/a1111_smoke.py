@@ -3,7 +3,8 @@
     python dev/a1111_smoke.py http://127.0.0.1:7861 [--model NAME] [--steps 2] [--size 64]
 
 Checks through HTTP only (issue 12, items 1, 2, 4 and 7): plain txt2img/img2img are repeatable and
-unchanged by an AnimateDiff run and by a rejected AnimateDiff request; AnimateDiff answers GIF, MP4,
+unchanged by AnimateDiff runs (txt2img with several samplers, img2img), by an interrupted one and by
+a rejected AnimateDiff request; AnimateDiff answers GIF, MP4,
 WEBP, PNG and TXT requests; a bad field is refused with 422 naming it; FreeNoise changes the frames;
 the infotext names the extension version and the interpolation that ran; with ``enable_pnginfo`` off
 the video carries no infotext. One line per check, a summary, exit status 1 on any FAIL.
@@ -16,6 +17,8 @@ import argparse
 import base64
 import json
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -102,10 +105,16 @@ def info_of(answer: Any) -> str:
 
 
 def plain_images(smoke: Smoke, init_image: str | None) -> dict[str, bytes]:
-    """One plain txt2img and (when an init image is given) one plain img2img, first images."""
+    """Plain txt2img (also with hires fix and a batch of 2) and, given an init image, img2img."""
     results = {}
     status, answer = smoke.generate("txt2img", smoke.plain())
     results["txt2img"] = images_of(answer)[0] if status == 200 else b""
+    hires = smoke.plain(
+        batch_size=2, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5,
+        hr_second_pass_steps=smoke.steps,
+    )  # fmt: skip
+    status, answer = smoke.generate("txt2img", hires)
+    results["txt2img hires batch 2"] = b"".join(images_of(answer)) if status == 200 else b""
     if init_image is not None:
         body = smoke.plain(init_images=[init_image], denoising_strength=0.6)
         status, answer = smoke.generate("img2img", body)
@@ -123,9 +132,10 @@ def compare_plain(smoke: Smoke, label: str, reference: dict[str, bytes], init_im
 
 
 def check_formats(smoke: Smoke) -> None:
-    """GIF/MP4/WEBP come back as video files; PNG/TXT runs answer with their frames."""
-    for kind in ("GIF", "MP4", "WEBP", "PNG", "TXT"):
-        status, answer = smoke.generate("txt2img", smoke.animatediff(format=[kind]))
+    """GIF/MP4/WEBP come back as video files; PNG (+TXT) runs answer with their frames; TXT alone
+    is refused with 422 naming ``format``, as the original refuses it (no image format chosen)."""
+    for kind in ("GIF", "MP4", "WEBP", "PNG", "PNG+TXT"):
+        status, answer = smoke.generate("txt2img", smoke.animatediff(format=kind.split("+")))
         images = images_of(answer) if status == 200 else []
         if kind in VIDEO_MAGIC:
             offset, magic = VIDEO_MAGIC[kind]
@@ -133,6 +143,32 @@ def check_formats(smoke: Smoke) -> None:
         else:
             ok = len(images) >= 8 and all(image[1:4] == b"PNG" for image in images)
         smoke.check(f"AnimateDiff {kind}", ok, f"HTTP {status}, {len(images)} image(s)")
+    status, answer = smoke.generate("txt2img", smoke.animatediff(format=["TXT"]))
+    detail = json.dumps(answer)
+    smoke.check("TXT alone 422", status == 422 and "format" in detail, f"HTTP {status}: {detail[:160]}")
+
+
+def run_other_paths(smoke: Smoke, init_image: str) -> None:
+    """AnimateDiff through img2img and through other samplers, to leave state behind if any does."""
+    for sampler in ("DPM++ 2M", "DDIM"):
+        body = smoke.animatediff(format=["GIF"])
+        status, _ = smoke.generate("txt2img", {**body, "sampler_name": sampler})
+        smoke.check(f"AnimateDiff txt2img with {sampler}", status == 200, f"HTTP {status}")
+    body = {**smoke.animatediff(format=["GIF"]), "init_images": [init_image], "denoising_strength": 0.6}
+    status, _ = smoke.generate("img2img", body)
+    smoke.check("AnimateDiff img2img", status == 200, f"HTTP {status}")
+
+
+def run_interrupted(smoke: Smoke) -> None:
+    """An AnimateDiff run interrupted through ``/sdapi/v1/interrupt`` while it samples."""
+    body = smoke.animatediff(video_length=16, batch_size=8, format=["GIF"])
+    body["steps"] = max(40, smoke.steps)
+    worker = threading.Thread(target=smoke.generate, args=("txt2img", body))
+    worker.start()
+    time.sleep(1.0)
+    status, _ = smoke.call("/sdapi/v1/interrupt", {})
+    worker.join()
+    smoke.check("interrupt accepted", status == 200, f"HTTP {status}")
 
 
 def check_rejection(smoke: Smoke) -> None:
@@ -207,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     reference = plain_images(smoke, init_image)
     compare_plain(smoke, "repeated (no AnimateDiff yet)", reference, init_image)
     check_formats(smoke)
+    run_other_paths(smoke, init_image)
     compare_plain(smoke, "after AnimateDiff runs", reference, init_image)
+    run_interrupted(smoke)
+    compare_plain(smoke, "after an interrupted run", reference, init_image)
     check_rejection(smoke)
     compare_plain(smoke, "after a rejected request", reference, init_image)
     check_freenoise(smoke)
