@@ -149,11 +149,19 @@ def check_formats(smoke: Smoke) -> None:
 
 
 def run_other_paths(smoke: Smoke, init_image: str) -> None:
-    """AnimateDiff through img2img and through other samplers, to leave state behind if any does."""
+    """AnimateDiff through other samplers, prompt travel, FreeInit and img2img: paths that could leave
+    state behind."""
     for sampler in ("DPM++ 2M", "DDIM"):
         body = smoke.animatediff(format=["GIF"])
         status, _ = smoke.generate("txt2img", {**body, "sampler_name": sampler})
         smoke.check(f"AnimateDiff txt2img with {sampler}", status == 200, f"HTTP {status}")
+    travel = {**smoke.animatediff(format=["GIF"]), "prompt": "a lighthouse,\n0: at dawn\n4: at night\n, sea"}
+    status, _ = smoke.generate("txt2img", travel)
+    smoke.check("AnimateDiff prompt travel", status == 200, f"HTTP {status}")
+    status, _ = smoke.generate(
+        "txt2img", smoke.animatediff(format=["GIF"], freeinit_enable=True, freeinit_iters=2)
+    )
+    smoke.check("AnimateDiff FreeInit", status == 200, f"HTTP {status}")
     body = {**smoke.animatediff(format=["GIF"]), "init_images": [init_image], "denoising_strength": 0.6}
     status, _ = smoke.generate("img2img", body)
     smoke.check("AnimateDiff img2img", status == 200, f"HTTP {status}")
