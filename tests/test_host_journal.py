@@ -200,3 +200,28 @@ def test_a_run_leaves_the_host_exactly_as_it_was(
         assert sampler is not seen.after_init["sampler"]
         assert latent is not seen.after_init["init_latent"]
     assert len(gifs(ext)) == (2 if outcome == "success" else 0)
+
+
+def test_a_failure_while_setting_p_up_leaves_it_unchanged(
+    ext: Extension, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A set-up step failing after others patched ``p`` (here: a settings read) undoes them; the
+    generation is then refused at its first sampling call."""
+    from lib_animatediff.a1111 import script_flow
+    from lib_animatediff.a1111.script_args import RequestError
+
+    host_get = script_flow.settings.get
+
+    def failing_get(name: str, *args):
+        if name == "animatediff_save_to_custom":
+            raise ValueError("animatediff_save_to_custom: unreadable")
+        return host_get(name, *args)
+
+    monkeypatch.setattr(script_flow.settings, "get", failing_get)
+    params = video_params(video_length=4, batch_size=4, format=("GIF", "PNG"))
+    p = ext.processing(params, prompt="0: a cat\n2: a dog", n_iter=1)
+    seen = watch_processing(monkeypatch, p, img2img=False)
+    with pytest.raises(RequestError, match="unreadable"):
+        ext.host.processing.process_images(p)
+    changed = {name for name, value in seen.before_init.items() if vars(p).get(name, ABSENT) is not value}
+    assert changed == {"sample"}  # only the refusal, which is no run's patch

@@ -15,7 +15,7 @@ A1111's Lora finds no layer of its own for our files' keys and only logs that at
 (``networks.load_network``), so the two never apply the same weights. Every LoRA is read and
 checked before the first merge; all merges are undone with the run's journal, also on errors
 and interrupts. Where A1111's Lora has backed up a UNet layer we merge into, see
-:func:`shared_with_host_lora`.
+:func:`share_with_host_lora`.
 """
 
 from __future__ import annotations

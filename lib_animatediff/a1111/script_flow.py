@@ -99,7 +99,14 @@ class AnimateDiffRun:
 
     # ---- before_process ---------------------------------------------------------------------
     def start(self) -> None:
-        """Set ``p`` up for a video (see the module docstring)."""
+        """Set ``p`` up for a video (see the module docstring); a failure leaves ``p`` unchanged."""
+        try:
+            self._set_up()
+        except BaseException:
+            self._undo_after_error()
+            raise
+
+    def _set_up(self) -> None:
         p, params, journal = self.p, self.params, self.journal
         if isinstance(p.prompt, str):
             self.travel = prompt_travel.parse(p.prompt, self.num_frames)
