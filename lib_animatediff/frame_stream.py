@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-DecodeChunk = Callable[[torch.Tensor], np.ndarray]
+from lib_animatediff.output import RgbArray
+
+DecodeChunk = Callable[[torch.Tensor], RgbArray]
 
 
 def decoded_frames(
@@ -24,7 +25,7 @@ def decoded_frames(
     chunk_size: int,
     progress: bool = False,
     description: str = "decoding",
-) -> Iterator[np.ndarray]:
+) -> Iterator[RgbArray]:
     """The frames of ``latents`` (``N`` first), decoded ``chunk_size`` at a time, one by one."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r}: expected >= 1")

@@ -33,10 +33,14 @@ _FFT_DIMS = (0, 2, 3)
 class FreeInitSettings(Protocol):
     """The parameters FreeInit reads (``AnimateDiffParams`` has them)."""
 
-    freeinit_filter: str
-    freeinit_ds: float
-    freeinit_dt: float
-    freeinit_noise: str
+    @property
+    def freeinit_filter(self) -> str: ...
+    @property
+    def freeinit_ds(self) -> float: ...
+    @property
+    def freeinit_dt(self) -> float: ...
+    @property
+    def freeinit_noise(self) -> str: ...
 
 
 def frequency_mask(frames: int, height: int, width: int, method: str, d_s: float, d_t: float) -> torch.Tensor:

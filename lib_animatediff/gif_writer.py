@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import struct
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -63,6 +64,15 @@ def _sub_blocks(data: bytes) -> bytes:
     return blocks + b"\x00"
 
 
+@dataclass
+class _HeldFrame:
+    """The newest frame, not written yet: its duration grows while identical frames follow."""
+
+    image: Image.Image
+    box: Box
+    duration_ms: int
+
+
 class GifEncoder:
     """``add(frame, duration_ms)`` per frame (uint8 ``H x W x 3``), then ``close()``.
 
@@ -90,7 +100,7 @@ class GifEncoder:
         self.dither = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
         self._waiting: list[tuple[np.ndarray, int]] = []  # frames held until the palette is fitted
         self._previous: np.ndarray | None = None
-        self._pending: list | None = None  # [image, box, duration] of the newest frame, not written yet
+        self._pending: _HeldFrame | None = None
         self._table: bytes | None = None  # the global colour table once the header is written
 
     def add(self, frame: np.ndarray, duration_ms: int) -> None:
@@ -101,15 +111,15 @@ class GifEncoder:
                 self._fit_and_release()
             return
         box = (0, 0, frame.shape[1], frame.shape[0])
-        if self._previous is not None:
+        if self._previous is not None and self._pending is not None:
             changed = changed_box(self._previous, frame)
             if changed is None:
-                self._pending[2] += duration_ms
+                self._pending.duration_ms += duration_ms
                 return
             box = changed
         self._write_pending()
         self._previous = frame.copy()
-        self._pending = [self._quantize(frame[box[1] : box[3], box[0] : box[2]]), box, duration_ms]
+        self._pending = _HeldFrame(self._quantize(frame[box[1] : box[3], box[0] : box[2]]), box, duration_ms)
 
     def close(self) -> None:
         """Write what is still held and the trailer."""
@@ -134,7 +144,7 @@ class GifEncoder:
         """Write the held frame (its duration is final once a different frame has come)."""
         if self._pending is None:
             return
-        image, box, duration = self._pending
+        image, box, duration = self._pending.image, self._pending.box, self._pending.duration_ms
         self._pending = None
         palette = bytes(image.getpalette() or [])
         if self._table is None:  # the first frame, always whole

@@ -27,14 +27,17 @@ import os
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, overload
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from lib_animatediff.options import MAX_OUTPUT_FRAMES
-from lib_animatediff.output import as_rgb_frames
+from lib_animatediff.output import FrameInput, RgbArray, as_rgb_frames
+
+if TYPE_CHECKING:
+    import torch  # imported when FILM runs: optical flow needs no torch
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +78,39 @@ def _normalise_method(method: str) -> str:
     return lowered
 
 
+@overload
 def interpolate(
-    frames: Sequence[Any],
+    frames: Sequence[Image.Image],
+    interp_x: int,
+    method: str = ...,
+    *,
+    film_dirs: Iterable[str | os.PathLike[str]] = ...,
+    max_frames: int = ...,
+    device: str | None = ...,
+) -> list[Image.Image]: ...
+
+
+@overload
+def interpolate(
+    frames: Sequence[RgbArray],
+    interp_x: int,
+    method: str = ...,
+    *,
+    film_dirs: Iterable[str | os.PathLike[str]] = ...,
+    max_frames: int = ...,
+    device: str | None = ...,
+) -> list[RgbArray]: ...
+
+
+def interpolate(
+    frames: Sequence[FrameInput],
     interp_x: int,
     method: str = "auto",
     *,
     film_dirs: Iterable[str | os.PathLike[str]] = (),
     max_frames: int = MAX_OUTPUT_FRAMES,
     device: str | None = None,
-) -> list[Any]:
+) -> Sequence[FrameInput]:
     """Insert in-between frames (rule in the module docstring); PIL in -> PIL out, arrays in -> arrays.
 
     ``method``: "auto" (FILM if ``film_dirs`` holds the model, else optical flow), "film" (FILM;
@@ -143,7 +170,7 @@ def _bisection_plan(between: int) -> list[tuple[int, int, int]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _load_film(path: str, mtime_ns: int, device: str) -> Any:
+def _load_film(path: str, mtime_ns: int, device: str) -> torch.jit.ScriptModule:
     import torch
 
     model = torch.jit.load(path, map_location=device)
@@ -161,19 +188,19 @@ class _FilmInterpolator:
         model = _load_film(str(model_path), model_path.stat().st_mtime_ns, self.device)
         self.model = model.to(dtype=self.dtype)
 
-    def _to_tensor(self, frame: np.ndarray) -> Any:
+    def _to_tensor(self, frame: RgbArray) -> torch.Tensor:
         height, width = frame.shape[:2]
         pad_h, pad_w = -height % FILM_ALIGN, -width % FILM_ALIGN
         padded = np.pad(frame, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
         tensor = self.torch.from_numpy(np.ascontiguousarray(padded)).permute(2, 0, 1)[None]
         return tensor.to(self.device, self.dtype) / 255.0
 
-    def _to_frame(self, tensor: Any, height: int, width: int) -> np.ndarray:
+    def _to_frame(self, tensor: torch.Tensor, height: int, width: int) -> RgbArray:
         top, left = (tensor.shape[2] - height) // 2, (tensor.shape[3] - width) // 2
         image = tensor[0, :, top : top + height, left : left + width].float().clamp(0, 1) * 255.0
         return image.round().to(self.torch.uint8).permute(1, 2, 0).cpu().numpy()
 
-    def run(self, frames: list[np.ndarray], between: int) -> list[np.ndarray]:
+    def run(self, frames: list[RgbArray], between: int) -> list[RgbArray]:
         height, width = frames[0].shape[:2]
         plan = _bisection_plan(between)
         result = [frames[0]]
@@ -209,7 +236,7 @@ def _consistency(forward: np.ndarray, backward: np.ndarray, grid: np.ndarray) ->
     return np.where(error <= tolerance, 1.0, _OCCLUSION_WEIGHT).astype(np.float32)
 
 
-def _flow_pair(start: np.ndarray, end: np.ndarray, times: Sequence[float]) -> list[np.ndarray]:
+def _flow_pair(start: RgbArray, end: RgbArray, times: Sequence[float]) -> list[RgbArray]:
     height, width = start.shape[:2]
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     grid = np.stack([xs, ys], axis=-1)
@@ -230,7 +257,7 @@ def _flow_pair(start: np.ndarray, end: np.ndarray, times: Sequence[float]) -> li
     return out
 
 
-def _optical_flow_run(frames: list[np.ndarray], between: int) -> list[np.ndarray]:
+def _optical_flow_run(frames: list[RgbArray], between: int) -> list[RgbArray]:
     times = [i / (between + 1) for i in range(1, between + 1)]
     result = [frames[0]]
     for start, end in itertools.pairwise(frames):

@@ -22,11 +22,16 @@ import torch
 class LatentSettings(Protocol):
     """The parameters the blend reads (``AnimateDiffParams`` has them)."""
 
-    video_length: int
-    latent_power: float
-    latent_scale: float
-    latent_power_last: float
-    latent_scale_last: float
+    @property
+    def video_length(self) -> int: ...
+    @property
+    def latent_power(self) -> float: ...
+    @property
+    def latent_scale(self) -> float: ...
+    @property
+    def latent_power_last(self) -> float: ...
+    @property
+    def latent_scale_last(self) -> float: ...
 
 
 def decay(distances: list[int], power: float, scale: float) -> torch.Tensor:

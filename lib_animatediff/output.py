@@ -19,9 +19,10 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from lib_animatediff import writers
@@ -39,6 +40,13 @@ from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.writers import OutputOptions
 
 __all__ = ["OutputOptions", "WriteError", "as_rgb_frames", "output_stem", "preflight", "save"]
+
+RgbArray = NDArray[np.uint8]
+"""A decoded frame: uint8, ``(H, W, 3)``."""
+FrameInput = Image.Image | RgbArray
+"""What the writers accept: a PIL image (any mode, written as RGB) or an :data:`RgbArray`."""
+Frame = TypeVar("Frame", Image.Image, RgbArray)
+"""One clip's frame kind, kept through a step (PIL in, PIL out; arrays in, arrays out)."""
 
 Writer = Callable[..., None]
 
@@ -142,20 +150,21 @@ def output_stem(
     return folder / name
 
 
-def as_rgb_frames(frames: Sequence[Any]) -> list[np.ndarray]:
+def as_rgb_frames(frames: Sequence[FrameInput]) -> list[RgbArray]:
     """PIL images (any mode, converted to RGB) or uint8 HxWx3 arrays -> uint8 HxWx3 arrays of one size."""
     if isinstance(frames, str | bytes | np.ndarray) or not isinstance(frames, Sequence):
         raise ValueError(f"frames: expected a list of images, got {type(frames).__name__}")
     if not frames:
         raise ValueError("frames: the list is empty")
-    arrays: list[np.ndarray] = []
+    arrays: list[RgbArray] = []
     for index, frame in enumerate(frames):
         arrays.append(rgb_frame(frame, index, arrays[0].shape if arrays else None))
     return arrays
 
 
-def rgb_frame(frame: Any, index: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Frame ``index`` (a PIL image or a uint8 HxWx3 array) as a uint8 HxWx3 array of ``shape``."""
+def rgb_frame(frame: object, index: int, shape: tuple[int, ...] | None = None) -> RgbArray:
+    """Frame ``index`` (a PIL image or a uint8 HxWx3 array; anything else is refused) as a uint8
+    HxWx3 array of ``shape``."""
     if isinstance(frame, Image.Image):
         frame = np.asarray(frame.convert("RGB"))
     if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3):
@@ -257,9 +266,10 @@ def _commit(targets: dict[str, tuple[Path, Path]]) -> list[Path]:
         except FileExistsError:
             for temporary, final in done:
                 os.replace(final, temporary)
-            stem = renumbered(stem)
-            if stem is None:
+            next_stem = renumbered(stem)
+            if next_stem is None:
                 raise
+            stem = next_stem
             finals = [stem.parent / (stem.name + suffix) for suffix in suffixes]
         except BaseException:
             for _, final in done:
@@ -290,9 +300,10 @@ def _targets(
         taken = [path for path in finals.values() if os.path.lexists(path)]
         if not taken:
             break
-        stem = renumbered(stem)
-        if stem is None:
+        next_stem = renumbered(stem)
+        if next_stem is None:
             raise FileExistsError(f"{taken[0]} already exists; not overwritten")
+        stem = next_stem
         finals = {fmt: target_path(stem, fmt) for fmt in chosen}
     token = secrets.token_hex(4)
     return {
@@ -301,14 +312,20 @@ def _targets(
     }
 
 
-def _settings(fps: float, loop_number: int, infotext: str, options: OutputOptions | None) -> dict[str, Any]:
+class WriterSettings(TypedDict):
+    """The keyword arguments every writer takes."""
+
+    fps: float
+    loop_number: int
+    infotext: str
+    options: OutputOptions
+
+
+def _settings(fps: float, loop_number: int, infotext: str, options: OutputOptions | None) -> WriterSettings:
     """The writers' keyword arguments (after ``_targets`` checked them)."""
-    return {
-        "fps": fps,
-        "loop_number": loop_number,
-        "infotext": infotext,
-        "options": options or OutputOptions(),
-    }
+    return WriterSettings(
+        fps=fps, loop_number=loop_number, infotext=infotext, options=options or OutputOptions()
+    )
 
 
 @contextmanager
@@ -321,7 +338,7 @@ def _noted(final: Path) -> Iterator[None]:
 
 
 def save(
-    frames: Sequence[Any] | Iterator[Any],
+    frames: Sequence[FrameInput] | Iterator[FrameInput],
     stem: str | os.PathLike[str],
     formats: Sequence[str],
     *,
@@ -346,11 +363,11 @@ def save(
     other stems raise ``FileExistsError``; a failing writer raises :class:`WriteError` naming
     the file (an interrupt passes through unchanged). Bad arguments raise ``ValueError`` first.
     """
-    arrays = None if isinstance(frames, Iterator) else as_rgb_frames(frames)
+    arrays = frames if isinstance(frames, Iterator) else as_rgb_frames(frames)
     targets = _targets(stem, formats, fps, loop_number, infotext)
     settings = _settings(fps, loop_number, infotext, options)
-    if arrays is None:
-        return _save_streamed(frames, targets, settings)
+    if isinstance(arrays, Iterator):
+        return _save_streamed(arrays, targets, settings)
     staged = list(targets.values())
     try:
         for fmt, (temporary, final) in targets.items():
@@ -364,7 +381,7 @@ def save(
 
 
 def _save_streamed(
-    frames: Iterator[Any], targets: dict[str, tuple[Path, Path]], settings: dict[str, Any]
+    frames: Iterator[FrameInput], targets: dict[str, tuple[Path, Path]], settings: WriterSettings
 ) -> list[Path]:
     """``save`` of an iterator: one writer per format, each frame checked and appended to all."""
     staged = list(targets.values())

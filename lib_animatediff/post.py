@@ -12,15 +12,14 @@ import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 from lib_animatediff import output
 from lib_animatediff.frame_ops import apply_closed_loop
 from lib_animatediff.interpolate import find_film_model, interpolate
 from lib_animatediff.options import INTERP_BACKENDS
+from lib_animatediff.output import Frame, FrameInput
 from lib_animatediff.params import AnimateDiffParams
 
-Frame = TypeVar("Frame")
 FilmDirs = Iterable[str | os.PathLike[str]]
 
 
@@ -34,8 +33,12 @@ def interpolation_that_runs(params: AnimateDiffParams, film_dirs: FilmDirs) -> A
 
 
 def finish(
-    frames: Iterable[Frame], count: int, params: AnimateDiffParams, *, film_dirs: FilmDirs = ()
-) -> tuple[Iterable[Frame], int]:
+    frames: Sequence[Frame] | Iterator[Frame],
+    count: int,
+    params: AnimateDiffParams,
+    *,
+    film_dirs: FilmDirs = (),
+) -> tuple[Sequence[Frame] | Iterator[Frame], int]:
     """The frames to write and how many there are: ``frames`` (``count`` of them) ping-ponged for
     closed loop ``A`` and interpolated. Without either, ``frames`` pass through untouched (an
     iterator stays an iterator, so decoded frames can stream into the writers)."""
@@ -52,7 +55,7 @@ def finish(
 
 
 def write(
-    frames: Sequence[Any] | Iterator[Any],
+    frames: Sequence[FrameInput] | Iterator[FrameInput],
     stem: str | os.PathLike[str],
     formats: Sequence[str],
     params: AnimateDiffParams,

@@ -126,7 +126,7 @@ def read_frame_folder(
     for index, file in enumerate(files):
         try:
             with Image.open(file) as image:
-                budget.take(*image.size, index)
+                budget.take(image.width, image.height, index)
                 frames.append(np.asarray(image.convert("RGB")))
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             raise VideoSourceError(f"{file}: cannot be read as an image ({error})") from None

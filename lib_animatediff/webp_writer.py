@@ -70,7 +70,7 @@ class WebpEncoder:
         self.file = file
         self.loop = loop
         self.exif = exif
-        self.options = {"quality": quality, "lossless": lossless, "method": method}
+        self.quality, self.lossless, self.method = quality, lossless, method
         self._start: int | None = None
 
     def add(self, frame: np.ndarray, duration_ms: int) -> None:
@@ -80,7 +80,13 @@ class WebpEncoder:
             self._write_header(width, height)
         header = _uint24(0) + _uint24(0) + _uint24(width - 1) + _uint24(height - 1)
         header += _uint24(min(MAX_WEBP_FRAME_MS, duration_ms)) + bytes([_NO_BLEND])
-        self.file.write(chunk(b"ANMF", header + frame_bitstream(frame, **self.options)))
+        self.file.write(
+            chunk(
+                b"ANMF",
+                header
+                + frame_bitstream(frame, quality=self.quality, lossless=self.lossless, method=self.method),
+            )
+        )
 
     def close(self) -> None:
         """Append the EXIF chunk and patch the RIFF size."""

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar, cast
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -244,7 +244,7 @@ class _FfmpegWriter(FrameWriter):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (ffmpeg's stderr; closed by close/abort)
         self.metadata_file = self.path.with_name(self.path.name + ".ffmetadata")
 
@@ -282,16 +282,20 @@ class _FfmpegWriter(FrameWriter):
         frame = _even(frame)
         if self.process is None:
             self.process = self._start(*frame.shape[:2])
+        process = self.process
+        pipe = cast(IO[bytes], process.stdin)  # started with stdin=PIPE
         try:
-            self.process.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+            pipe.write(np.ascontiguousarray(frame).data.cast("B"))
         except OSError as error:  # ffmpeg quit (disk full, bad option): report what it said
-            self._finish()
-            raise RuntimeError(f"ffmpeg stopped while writing {self.path}: {self._stderr()}") from error
+            self._finish(process)
+            raise RuntimeError(
+                f"ffmpeg stopped while writing {self.path}: {self._stderr(process)}"
+            ) from error
 
     def close(self) -> None:
         try:
-            if self.process is not None and self._finish() != 0:
-                raise RuntimeError(f"ffmpeg failed writing {self.path}: {self._stderr()}")
+            if self.process is not None and self._finish(self.process) != 0:
+                raise RuntimeError(f"ffmpeg failed writing {self.path}: {self._stderr(self.process)}")
         finally:
             self.log.close()
             self.metadata_file.unlink(missing_ok=True)
@@ -299,18 +303,19 @@ class _FfmpegWriter(FrameWriter):
     def abort(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
-            self._finish()
+            self._finish(self.process)
         self.log.close()
         self.metadata_file.unlink(missing_ok=True)
 
-    def _finish(self) -> int:
+    @staticmethod
+    def _finish(process: subprocess.Popen[bytes]) -> int:
         with contextlib.suppress(OSError):
-            self.process.stdin.close()
-        return self.process.wait()
+            cast(IO[bytes], process.stdin).close()
+        return process.wait()
 
-    def _stderr(self) -> str:
+    def _stderr(self, process: subprocess.Popen[bytes]) -> str:
         self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace").strip() or f"exit status {self.process.returncode}"
+        return self.log.read().decode("utf-8", "replace").strip() or f"exit status {process.returncode}"
 
 
 class Mp4Writer(_FfmpegWriter):

@@ -13,10 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from motion_module.errors import MotionModuleError
+
+Value = TypeVar("Value")
 
 LAYER_PATTERN = re.compile(
     r"^(?P<block>down_blocks\.(?P<level>\d+)|mid_block|up_blocks\.\d+)\.motion_modules\.(?P<index>\d+)"
@@ -100,8 +103,9 @@ def _from_diffusers(key: str) -> list[str]:
     return [key]
 
 
-def normalize_keys(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors under their original key names, and the naming they came in."""
+def normalize_keys(tensors: Mapping[str, Value]) -> tuple[dict[str, Value], str]:
+    """The tensors (or any values keyed like them) under their original key names, and the naming
+    they came in."""
     naming = naming_of(list(tensors))
     if naming == "hotshot":
         return {_from_hotshot(key): value for key, value in tensors.items()}, naming

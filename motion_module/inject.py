@@ -64,7 +64,7 @@ class InjectionHandle:
 
     def restore(self) -> None:
         """Take the motion module out and undo every change; a second call does nothing."""
-        self._journal.undo_all()
+        self._journal.undo()
         if self._active:
             _occupied.discard(self._unet)
             _occupied.discard(self._mm)
@@ -110,7 +110,7 @@ def inject(unet: nn.Module, mm: MotionModule) -> InjectionHandle:
     try:
         backend.inject_into(unet, mm, frames, journal)
     except BaseException:
-        journal.undo_all()
+        journal.undo()
         raise
     _occupied.add(unet)
     _occupied.add(mm)

@@ -1,9 +1,10 @@
 """Pieces shared by the ldm and diffusers injectors: checks that a motion module fits a UNet,
 the frame count, the journal of reversible edits, and the cross-frame GroupNorm.
 
-Every change an injector makes to a UNet goes through :class:`EditJournal`, which records how to
-undo it; undoing replays those records newest first, so the module tree, parameters, buffers,
-hooks and ``forward`` attributes end up exactly as they were.
+Every change an injector makes to a UNet goes through :class:`EditJournal` (the host-patch
+:class:`~motion_module.journal.Journal` with module edits), which records how to undo it; undoing
+replays those records newest first, so the module tree, parameters, buffers, hooks and ``forward``
+attributes end up exactly as they were.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from motion_module.errors import MotionModuleError
+from motion_module.journal import Journal
 from motion_module.model import MotionModule
 
 HostModule = Any
@@ -109,11 +111,8 @@ class FramedTemporal(nn.Module):
         return run_temporal(self.temporal, self._frames, x)
 
 
-class EditJournal:
-    """Applies reversible edits to modules and undoes them, newest first."""
-
-    def __init__(self) -> None:
-        self._undo: list[Callable[[], None]] = []
+class EditJournal(Journal):
+    """A :class:`~motion_module.journal.Journal` with the module edits the injectors make."""
 
     def insert(self, sequence: nn.Sequential, index: int, module: nn.Module) -> None:
         """Insert ``module`` into ``sequence`` before position ``index``."""
@@ -124,16 +123,15 @@ class EditJournal:
             sequence._modules.clear()
             sequence._modules.update(before)
 
-        self._undo.append(undo)
+        self.record(undo, f"{type(module).__name__} inserted into a {type(sequence).__name__}")
 
     def add_module(self, parent: nn.Module, name: str, module: nn.Module) -> None:
         """Register ``module`` as a new child ``name`` of ``parent``."""
-        parent.add_module(name, module)
-        self._undo.append(lambda: delattr(parent, name))
+        self.set_attr(parent, name, module)
 
     def forward_hook(self, module: nn.Module, hook: Callable) -> None:
         """Run ``hook(module, args, output)`` after ``module``; its return value replaces the output."""
-        self._undo.append(module.register_forward_hook(hook).remove)
+        self.record(module.register_forward_hook(hook).remove, f"forward hook on a {type(module).__name__}")
 
     def wrap_forward(
         self, module: nn.Module, wrapper: Callable[[Callable, torch.Tensor], torch.Tensor]
@@ -144,20 +142,7 @@ class EditJournal:
         def call_previous(x: torch.Tensor) -> torch.Tensor:
             return previous(x) if previous is not None else type(module).forward(module, x)
 
-        module.forward = lambda x: wrapper(call_previous, x)
-
-        def undo() -> None:
-            if previous is None:
-                del module.forward
-            else:
-                module.forward = previous
-
-        self._undo.append(undo)
-
-    def undo_all(self) -> None:
-        """Undo every recorded edit, newest first; a second call does nothing."""
-        while self._undo:
-            self._undo.pop()()
+        self.set_attr(module, "forward", lambda x: wrapper(call_previous, x))
 
 
 def make_cross_frame(journal: EditJournal, norm: nn.GroupNorm, frames: FrameCount) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,8 @@ def sinusoid_table(length: int, channels: int) -> Tensor:
 
 class PositionalEncoding(nn.Module):
     """Holds the ``pe`` buffer; persistent where the checkpoint format stores it."""
+
+    pe: Tensor
 
     def __init__(self, channels: int, length: int, *, persistent: bool = True) -> None:
         super().__init__()
@@ -187,7 +190,8 @@ class TemporalTransformer(nn.Module):
 
     @property
     def pe_length(self) -> int:
-        return self.transformer_blocks[0].attention_blocks[0].pos_encoder.length
+        first_block = cast(TemporalTransformerBlock, self.transformer_blocks[0])
+        return cast(TemporalAttention, first_block.attention_blocks[0]).pos_encoder.length
 
     def forward(self, x: Tensor, num_frames: int) -> Tensor:
         """``x``: ``(G*F, C, H, W)`` with ``F = num_frames``; returns ``x`` plus the layer's output."""
@@ -241,6 +245,10 @@ class MotionBlock(nn.Module):
     def __init__(self, layers: Sequence[MotionLayer]) -> None:
         super().__init__()
         self.motion_modules = nn.ModuleList(layers)
+
+    @property
+    def layers(self) -> list[MotionLayer]:
+        return [cast(MotionLayer, layer) for layer in self.motion_modules]
 
 
 class MotionModule(nn.Module):
@@ -297,16 +305,16 @@ class MotionModule(nn.Module):
     @property
     def down_layers(self) -> list[list[MotionLayer]]:
         """Layers per down level, shallowest level first."""
-        return [list(b.motion_modules) for b in self.down_blocks]
+        return [cast(MotionBlock, b).layers for b in self.down_blocks]
 
     @property
     def mid_layer(self) -> MotionLayer | None:
-        return self.mid_block.motion_modules[0] if self.mid_block is not None else None
+        return self.mid_block.layers[0] if self.mid_block is not None else None
 
     @property
     def up_layers(self) -> list[list[MotionLayer]]:
         """Layers per up level, deepest level first (the UNet decoder's order)."""
-        return [list(b.motion_modules) for b in self.up_blocks]
+        return [cast(MotionBlock, b).layers for b in self.up_blocks]
 
     def bind_frame_source(self, source: FrameSource | None) -> None:
         """Every layer called without a frame count asks ``source`` for it (None: such calls fail)."""

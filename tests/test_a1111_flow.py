@@ -258,7 +258,18 @@ def test_the_motion_module_goes_into_the_model_loaded_after_override_settings(ex
     assert_same_state(first, state_of(ext))
 
 
-def test_img2img_last_frame_ends_the_video_on_its_latent(ext: Extension) -> None:
+def test_img2img_last_frame_ends_the_video_on_its_latent(
+    ext: Extension, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img2img = ext.host.processing.StableDiffusionProcessingImg2Img
+    host_sample = img2img.sample
+    sampled_from: list[torch.Tensor] = []
+
+    def spy_sample(self, *args, **kwargs):
+        sampled_from.append(self.init_latent.clone())
+        return host_sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(img2img, "sample", spy_sample)
     init = Image.new("RGB", (64, 64), (200, 40, 40))
     last = Image.new("RGB", (64, 64), (30, 30, 220))
     p = ext.processing(
@@ -273,8 +284,8 @@ def test_img2img_last_frame_ends_the_video_on_its_latent(ext: Extension) -> None
     first_init = ext.sd_model.encode_first_stage(
         torch.from_numpy(np.asarray(init, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
     )[0]
-    assert torch.allclose(p.init_latent[FRAMES - 1], expected_last, atol=1e-6)
-    assert torch.allclose(p.init_latent[0], first_init, atol=1e-6)
+    assert torch.allclose(sampled_from[0][FRAMES - 1], expected_last, atol=1e-6)
+    assert torch.allclose(sampled_from[0][0], first_init, atol=1e-6)
     assert len(gifs(ext)) == 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from motion_module.journal import Journal
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
 from tests.test_a1111_flow import CONTEXT, video_params
 
@@ -113,7 +114,7 @@ def test_one_window_hires_video_equals_both_passes_run_with_the_module_injected_
     """With one context window the hook must not change the maths: the reference is A1111's plain
     hires txt2img of 4 images with the motion module injected and the training schedule swapped
     in directly (no AnimateDiff script); without the module the result differs."""
-    from lib_animatediff.a1111.schedule_swap import training_schedule
+    from lib_animatediff.a1111.schedule_swap import swap_training_schedule
     from motion_module import inject
 
     processing = ext.host.processing
@@ -130,11 +131,13 @@ def test_one_window_hires_video_equals_both_passes_run_with_the_module_injected_
     animated = decoded[-1]
     mm = ext.script_module.model_cache.cache.get(MODEL_NAME, device=torch.device("cpu"), dtype=torch.float32)
     model = ext.sd_model
-    with inject(model.model.diffusion_model, mm) as handle, training_schedule(model, mm.beta_schedule):
+    with inject(model.model.diffusion_model, mm) as handle, Journal() as journal:
+        swap_training_schedule(journal, model, mm.beta_schedule)
         handle.set_frames(4)
         processing.process_images(ext.processing(None, batch_size=4, **hires()))
     reference = decoded[-1]
-    with training_schedule(model, mm.beta_schedule):
+    with Journal() as journal:
+        swap_training_schedule(journal, model, mm.beta_schedule)
         processing.process_images(ext.processing(None, batch_size=4, **hires()))
     still = decoded[-1]
     assert animated.shape == (4, 4, HIRES, HIRES)

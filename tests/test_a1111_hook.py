@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook, take_rows
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.windows import WindowPlan
+from motion_module.journal import Journal
 
 
 def test_take_rows_slices_per_image_tensors_inside_a1111s_condition_dicts() -> None:
@@ -42,9 +45,16 @@ def hook_for(model: Model, frames: int = 4) -> FrameWindowHook:
     )
 
 
+@contextmanager
+def installed(hook: FrameWindowHook) -> Iterator[FrameWindowHook]:
+    """The hook installed through a journal that is undone on leaving the block."""
+    with Journal() as journal:
+        yield hook.install(journal)
+
+
 def test_the_hook_runs_windows_and_leaves_the_class_method_in_place() -> None:
     model = Model()
-    with hook_for(model):
+    with installed(hook_for(model)):
         assert model.apply_model(torch.ones(8, 1), torch.zeros(8), {}).tolist() == [[2.0]] * 8
     assert "apply_model" not in vars(model)
 
@@ -56,14 +66,17 @@ def test_another_extensions_instance_wrapper_is_put_back() -> None:
         return x + 1
 
     model.apply_model = wrapper
-    with hook_for(model):
+    with installed(hook_for(model)):
         assert model.apply_model(torch.ones(4, 1), torch.zeros(4), {}).tolist() == [[2.0]] * 4
     assert model.apply_model is wrapper
 
 
 def test_a_batch_that_is_not_whole_videos_is_an_error_naming_the_sizes() -> None:
     model = Model()
-    with hook_for(model), pytest.raises(RuntimeError, match="batch of 6 images, not whole videos of 4"):
+    with (
+        installed(hook_for(model)),
+        pytest.raises(RuntimeError, match="batch of 6 images, not whole videos of 4"),
+    ):
         model.apply_model(torch.ones(6, 1), torch.zeros(6), {})
 
 
@@ -72,6 +85,6 @@ def test_and_composition_is_refused_with_a_message() -> None:
     hook = hook_for(model)
     # AND in the prompt: A1111 gives two conditionings per frame (8 cond rows for 4 frames)
     cfg = SimpleNamespace(denoiser=SimpleNamespace(step=0), text_cond=torch.zeros(8, 2, 3))
-    with hook, pytest.raises(RuntimeError, match="AND in the prompt"):
+    with installed(hook), pytest.raises(RuntimeError, match="AND in the prompt"):
         hook.on_cfg_denoiser(cfg)
         model.apply_model(torch.ones(12, 1), torch.zeros(12), {})

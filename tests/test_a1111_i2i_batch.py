@@ -117,7 +117,7 @@ def test_a_folder_becomes_one_video_with_one_init_latent_per_image(ext: Extensio
     # the input folder stands in for the video path so ControlNet units without input use the frames
     assert call["params"].video_path == str(tmp_path / "in")
     assert processed.images[0].endswith(".gif")
-    assert p.batch_size == 1 and getattr(p, script_flow.RUN_ATTRIBUTE) is None
+    assert p.batch_size == 1 and not hasattr(p, script_flow.RUN_ATTRIBUTE)
     assert not hasattr(p, i2i_batch.BATCH_ATTRIBUTE)
     assert p.outpath_samples == str(out)
     assert p.override_settings["samples_filename_pattern"] == "frame00-[generation_number]"

@@ -15,6 +15,7 @@ from lib_animatediff.a1111 import lora as a1111_lora
 from lib_animatediff.a1111.script_args import RequestError
 from lib_animatediff.params import AnimateDiffParams
 from motion_module import load_motion_module
+from motion_module.journal import Journal
 from tests.fake_webui import lora_networks
 from tests.fake_webui.harness import MODEL_NAME, Extension, load_extension, unet_fingerprint
 from tests.fake_webui.host import FakeHost, install
@@ -335,7 +336,8 @@ def test_unet_layers_a1111s_lora_patched_get_our_merge_under_its_networks(
 
     stem = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora"
     delta = 0.5 * adapter[f"{stem}.up.weight"].double() @ adapter[f"{stem}.down.weight"].double()
-    with a1111_lora.applied_loras(processing_with("<lora:v3_adapter:0.5>"), mm, unet):
+    with Journal() as journal:
+        a1111_lora.apply_loras(journal, processing_with("<lora:v3_adapter:0.5>"), mm, unet)
         a1111_applies((("style", 1.0, 1.0, None),))
         assert torch.allclose(layer.weight.double(), unpatched.double() + delta + style.double(), atol=1e-6)
     assert torch.equal(layer.network_weights_backup, unpatched)

@@ -100,9 +100,10 @@ class FeedPlan:
     def apply(self, p: Any, run: ResolvedRun) -> None:
         """Give the units their frames (writing the decoded video to a temporary folder if needed)."""
         params = run.params
-        folder = params.video_path
-        if any(plan.feed_video for plan in self.plans) and not folder:
-            folder = str(self._write_source_frames(p, params.video_source, params.video_length))
+        folder, source = params.video_path, params.video_source
+        # resolve() refused units that need frames when neither a path nor a source is given
+        if any(plan.feed_video for plan in self.plans) and not folder and source:
+            folder = str(self._write_source_frames(p, source, params.video_length))
         for plan in self.plans:
             unit = plan.unit
             if plan.feed_video:

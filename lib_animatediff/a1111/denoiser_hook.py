@@ -3,8 +3,8 @@
 A1111's CFG denoiser calls ``sd_model.apply_model(x, t, cond)`` with cond and uncond rows in one
 batch (Batch cond/uncond on), in separate calls (off), or with the uncond rows left out (NGMS,
 skip-early-CFG). Whatever the layout, each call holds ``G`` whole groups of the video's ``N``
-frames, group-major. :class:`FrameWindowHook` replaces ``apply_model`` on the model instance while
-it is active; per context window it calls the real ``apply_model`` on that window's rows of every
+frames, group-major. :class:`FrameWindowHook` replaces ``apply_model`` on the model instance
+through the run's journal (:meth:`FrameWindowHook.install`) until that is undone; per context window it calls the real ``apply_model`` on that window's rows of every
 group (the motion module sees ``G`` clips of ``F`` frames) and fuses the windows with
 :class:`lib_animatediff.windows.WindowPlan`; ControlNet's per-frame hints follow each window
 (:mod:`lib_animatediff.a1111.control_hints`). It checks A1111's Interrupt/Skip before each window, stops on NaN/Inf in a
@@ -22,12 +22,11 @@ import torch
 
 from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.windows import WindowPlan, check_finite
-
-_ABSENT = object()
+from motion_module.journal import Journal
 
 
 class FrameWindowHook:
-    """Windowed ``apply_model`` for one sampling call; use as a context manager."""
+    """Windowed ``apply_model`` for one sampling call, put in with :meth:`install`."""
 
     def __init__(
         self,
@@ -51,21 +50,12 @@ class FrameWindowHook:
         self.control_hints = control_hints
         self.step = 0
         self.cond_rows: int | None = None
-        self._original: Callable | None = None
-        self._instance_attribute: Any = _ABSENT
+        self._original: Callable[..., torch.Tensor] = sd_model.apply_model
 
-    def __enter__(self) -> FrameWindowHook:
-        self._instance_attribute = vars(self.sd_model).get("apply_model", _ABSENT)
-        self._original = self.sd_model.apply_model
-        self.sd_model.apply_model = self._apply_model
+    def install(self, journal: Journal) -> FrameWindowHook:
+        """Route ``sd_model.apply_model`` through the windows until ``journal`` is undone."""
+        journal.set_attr(self.sd_model, "apply_model", self._apply_model)
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._instance_attribute is _ABSENT:
-            del self.sd_model.apply_model
-        else:
-            self.sd_model.apply_model = self._instance_attribute
-        self._original = None
 
     def on_cfg_denoiser(self, cfg_params: Any) -> None:
         """Record the denoiser step and the cond row count; put in the per-frame travelled cond."""

@@ -13,9 +13,9 @@ keys only (a safetensors header; ``.ckpt`` files through ``torch.load(weights_on
 
 A1111's Lora finds no layer of its own for our files' keys and only logs that at debug level
 (``networks.load_network``), so the two never apply the same weights. Every LoRA is read and
-checked before the first merge; all merges are undone when the ``with`` block ends, also on errors
+checked before the first merge; all merges are undone with the run's journal, also on errors
 and interrupts. Where A1111's Lora has backed up a UNet layer we merge into, see
-:func:`shared_with_host_lora`.
+:func:`share_with_host_lora`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from lib_animatediff.coercion import ParamsError
 from lib_animatediff.options import LORA_SUFFIXES
 from motion_module.checkpoint_io import open_checkpoint
 from motion_module.errors import MotionModuleError
+from motion_module.inject_base import HostModule
+from motion_module.journal import Journal
 from motion_module.lora import Kind, LoraWeights, apply_lora, lora_kind, read_lora
 
 KIND_NAMES = {"motion": "motion LoRA", "unet": "domain-adapter LoRA"}
@@ -98,7 +100,7 @@ def find_lora_file(name: str) -> Path | None:
     roots = lora_roots()
     networks = sys.modules.get("networks")
     aliases = getattr(networks, "available_network_aliases", None)
-    if aliases is None:
+    if networks is None or aliases is None:
         path = _scan(name, roots)
     else:
         forbidden = getattr(networks, "forbidden_network_aliases", {})
@@ -120,7 +122,7 @@ def classify(path: Path) -> Kind | None:
     return _KINDS[key]
 
 
-def plan_loras(p: Any, motion_module: nn.Module, unet: nn.Module) -> list[PlannedLora]:
+def plan_loras(p: Any, motion_module: nn.Module, unet: HostModule) -> list[PlannedLora]:
     """The motion and adapter LoRAs of ``p``'s batch, read and checked; ``RequestError`` (field
     ``lora``, the tag's name) for one that does not fit, before anything is merged."""
     if getattr(p, "disable_extra_networks", False):
@@ -132,7 +134,7 @@ def plan_loras(p: Any, motion_module: nn.Module, unet: nn.Module) -> list[Planne
         name = str(params.positional[0])
         path = find_lora_file(name)
         kind = classify(path) if path is not None else None
-        if kind is None:
+        if path is None or kind is None:
             continue
         try:
             strength = unet_multiplier(params)
@@ -145,41 +147,41 @@ def plan_loras(p: Any, motion_module: nn.Module, unet: nn.Module) -> list[Planne
     return planned
 
 
-@contextmanager
-def shared_with_host_lora(layers: list[nn.Module]) -> Iterator[Callable[[], None]]:
+def share_with_host_lora(journal: Journal, layers: list[HostModule]) -> Callable[[], None]:
     """Merge into UNet layers that A1111's Lora also patches, without either undoing the other.
 
     A1111 keeps each patched layer's unpatched weight as ``network_weights_backup`` and, whenever
     its set of networks changes (``network_current_names``), restores that backup and applies its
-    networks on top. So on entry such layers get their backup weight back; the yielded function,
+    networks on top. So now such layers get their backup weight back; the returned function,
     called after our merge, makes the merged weight their backup (A1111 then applies its networks
-    on top of ours); on exit, after our merge is undone, the original backup returns and A1111 is
-    told to apply its networks afresh.
+    on top of ours); when ``journal`` is undone, after our merge is, the original backup returns
+    and A1111 is told to apply its networks afresh.
     """
     tracked = [layer for layer in dict.fromkeys(layers) if hasattr(layer, "network_layer_name")]
-    saved = [(layer, getattr(layer, "network_weights_backup", None)) for layer in tracked]
-    with torch.no_grad():
-        for layer, backup in saved:
+    for layer in tracked:
+        backup = getattr(layer, "network_weights_backup", None)
+        journal.record(partial(_hand_back, layer, backup), f"A1111 Lora backup of {layer.network_layer_name}")
+        with torch.no_grad():
             if backup is not None:
                 layer.weight.copy_(backup)
-            layer.network_current_names = ()
+        layer.network_current_names = ()
 
     def adopt_merged_weights() -> None:
         for layer in tracked:
             layer.network_weights_backup = layer.weight.detach().to("cpu", copy=True)
 
-    try:
-        yield adopt_merged_weights
-    finally:
-        for layer, backup in saved:
-            layer.network_weights_backup = backup
-            layer.network_current_names = ()
+    return adopt_merged_weights
 
 
-@contextmanager
-def applied_loras(p: Any, motion_module: nn.Module, unet: nn.Module) -> Iterator[list[PlannedLora]]:
+def _hand_back(layer: HostModule, backup: torch.Tensor | None) -> None:
+    """Give A1111's Lora its backup of ``layer`` back and make it apply its networks again."""
+    layer.network_weights_backup = backup
+    layer.network_current_names = ()
+
+
+def apply_loras(journal: Journal, p: Any, motion_module: nn.Module, unet: HostModule) -> list[PlannedLora]:
     """Merge the prompt's motion LoRAs into ``motion_module`` and its v3 adapter into ``unet``
-    (an ldm ``UNetModel``) for the ``with`` block; both are bit-identical again afterwards."""
+    (an ldm ``UNetModel``) until ``journal`` is undone; both are bit-identical again afterwards."""
     planned = plan_loras(p, motion_module, unet)
     unet_layers = [
         unet.get_submodule(target.removesuffix(".weight"))
@@ -187,16 +189,15 @@ def applied_loras(p: Any, motion_module: nn.Module, unet: nn.Module) -> Iterator
         if plan.kind == "unet"
         for target in plan.weights.factors
     ]
-    with ExitStack() as stack:
-        adopt = stack.enter_context(shared_with_host_lora(unet_layers))
-        for plan in planned:
-            stack.callback(apply_lora(plan.weights, plan.strength).remove)
-            logger.info(
-                "AnimateDiff: applied %s %s (%s) with strength %g",
-                KIND_NAMES[plan.kind],
-                plan.name,
-                plan.path.name,
-                plan.strength,
-            )
-        adopt()
-        yield planned
+    adopt = share_with_host_lora(journal, unet_layers)
+    for plan in planned:
+        journal.record(apply_lora(plan.weights, plan.strength).remove, f"{KIND_NAMES[plan.kind]} {plan.name}")
+        logger.info(
+            "AnimateDiff: applied %s %s (%s) with strength %g",
+            KIND_NAMES[plan.kind],
+            plan.name,
+            plan.path.name,
+            plan.strength,
+        )
+    adopt()
+    return planned

@@ -6,14 +6,16 @@ Order of events (A1111 1.10.1 ``processing.process_images``):
   ControlNet batch units, which get the video's frames: :mod:`lib_animatediff.a1111.controlnet`), sets
   ``p.batch_size`` to it (one batch = one video, ``n_iter`` = number of videos), expands a
   prompt-travel prompt into per-frame prompts, writes the infotext entry and replaces ``p.sample``
-  on this ``p`` by :meth:`AnimateDiffRun.sample`. A parameter error instead makes ``p.sample``
+  on this ``p`` by :meth:`AnimateDiffRun.sample`. Every change to the host goes through the run's
+  :class:`~motion_module.journal.Journal` (:attr:`AnimateDiffRun.journal`), undone in
+  ``postprocess`` or, when sampling raises, before the error leaves ``p.sample``. A parameter error instead makes ``p.sample``
   raise it, so nothing is generated and the API answers 422 (A1111 swallows hook exceptions).
 * ``p.sample`` (once per batch, after A1111 applied ``override_settings`` and loaded the checkpoint
   the request asks for): loads the motion module (cached), checks it fits, merges the prompt's
   motion LoRAs (:mod:`lib_animatediff.a1111.lora`), injects it into
   ``p.sd_model``'s UNet, swaps the training noise schedule in, installs the window hook and runs
-  A1111's own sampling (FreeInit repeats it); everything is undone in a ``finally``, so also on
-  exceptions, Interrupt and Skip.
+  A1111's own sampling (FreeInit repeats it), all recorded in a scope of the journal that is undone
+  when the call ends, so also on exceptions, Interrupt and Skip.
 * ``before_process_batch`` — img2img: init latent → per-frame latents (latent power/scale, last frame).
   Not for an img2img batch (:mod:`lib_animatediff.a1111.i2i_batch`): its frames are the init images.
 * ``process_before_every_sampling`` (A1111 calls it inside ``p.sample`` with the noise of each
@@ -24,6 +26,7 @@ Order of events (A1111 1.10.1 ``processing.process_images``):
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +37,14 @@ from lib_animatediff.a1111 import controlnet, i2i_batch, infotext, outputs, root
 from lib_animatediff.a1111.compat import foreign_layers_follow
 from lib_animatediff.a1111.control_hints import ControlHints
 from lib_animatediff.a1111.denoiser_hook import FrameWindowHook
-from lib_animatediff.a1111.lora import applied_loras
+from lib_animatediff.a1111.lora import apply_loras
 from lib_animatediff.a1111.model_cache import cache, keep_on_cpu
-from lib_animatediff.a1111.schedule_swap import training_schedule
+from lib_animatediff.a1111.schedule_swap import swap_training_schedule
 from lib_animatediff.a1111.script_args import RequestError, parse_script_args
 from lib_animatediff.params import AnimateDiffParams
 from lib_animatediff.resolve import HostFacts, resolve
+from motion_module.journal import Journal
+from motion_module.model import MotionModule
 
 RUN_ATTRIBUTE = "animatediff_run"  # the AnimateDiffRun of a processing object
 COMPUTE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -79,13 +84,13 @@ class AnimateDiffRun:
         budget.check(budget.estimate(self.params, p.width, p.height), settings.memory_budget())
         output.preflight(self.params, p.outpath_samples, outdir_field="outpath_samples")
         self.p = p
+        self.journal = Journal("AnimateDiff run")
         self.is_img2img = is_img2img
         self.num_frames = self.params.frame_count
-        self.user_batch_size = p.batch_size
         self.prompt = p.prompt
-        self.travel = None
+        self.travel: prompt_travel.PromptSchedule | None = None
         self.hook: FrameWindowHook | None = None
-        self.motion_module: Any = None
+        self.motion_module: MotionModule | None = None
         self.incomplete_batches: set[int] = set()
         self.init_latent: torch.Tensor | None = None
         self.last_latent: torch.Tensor | None = None
@@ -94,24 +99,44 @@ class AnimateDiffRun:
 
     # ---- before_process ---------------------------------------------------------------------
     def start(self) -> None:
-        """Set ``p`` up for a video (see the module docstring)."""
-        p, params = self.p, self.params
+        """Set ``p`` up for a video (see the module docstring); a failure leaves ``p`` unchanged."""
+        try:
+            self._set_up()
+        except BaseException:
+            self._undo_after_error()
+            raise
+
+    def _set_up(self) -> None:
+        p, params, journal = self.p, self.params, self.journal
         if isinstance(p.prompt, str):
             self.travel = prompt_travel.parse(p.prompt, self.num_frames)
         if self.travel is not None and self.travel.is_travel:
-            p.prompt = self.travel.frame_prompts() * p.n_iter
-        p.batch_size = self.num_frames
+            journal.set_attr(p, "prompt", self.travel.frame_prompts() * p.n_iter)
+        journal.set_attr(p, "batch_size", self.num_frames)
         if self.controlnet is not None:
             self.controlnet.apply(p, self.resolved)
+            journal.record(self.controlnet.remove_frames, "ControlNet frames folder")
         if self.i2i_batch is not None:
             i2i_batch.trim_frames(p, self.num_frames)
-        p.do_not_save_samples = "PNG" not in params.format or bool(settings.get("animatediff_save_to_custom"))
-        setattr(p, RUN_ATTRIBUTE, self)
-        p.sample = self.sample
+        journal.set_attr(
+            p,
+            "do_not_save_samples",
+            "PNG" not in params.format or bool(settings.get("animatediff_save_to_custom")),
+        )
+        journal.set_attr(p, RUN_ATTRIBUTE, self)
+        journal.set_attr(p, "sample", self.sample)
 
     # ---- p.sample ----------------------------------------------------------------------------
     def sample(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """A1111's sampling with the motion module in; everything restored afterwards."""
+        """A1111's sampling with the motion module in; everything restored afterwards. An error
+        ends the generation (A1111 skips ``postprocess``), so then the whole run is undone."""
+        try:
+            return self._sample(*args, **kwargs)
+        except BaseException:
+            self._undo_after_error()
+            raise
+
+    def _sample(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         from modules import devices, sd_samplers, sd_samplers_common, shared
 
         from motion_module import MotionModuleError, inject
@@ -132,42 +157,51 @@ class AnimateDiffRun:
             raise RequestError.from_error(error) from error
         self.motion_module = mm
         infotext.write(p, self.params, mm, is_img2img=self.is_img2img)
-        travels = self.travel is not None and self.travel.is_travel
+        travel = self.travel if self.travel is not None and self.travel.is_travel else None
+        sampling = self.journal.scope("sampling call")
         try:
-            with (
-                applied_loras(p, mm, unet),
-                inject(unet, mm) as handle,
-                foreign_layers_follow(handle),
-                training_schedule(sd_model, mm.beta_schedule),
-                FrameWindowHook(
-                    sd_model,
-                    handle,
-                    self.resolved.plan,
-                    self.num_frames,
-                    state=shared.state,
-                    interrupted=sd_samplers_common.InterruptedException,
-                    travel_cond=self._travel_cond if travels else None,
-                    control_hints=ControlHints.of(p, self.num_frames),
-                ) as hook,
-            ):
-                self.hook = hook
-                if self.is_img2img:
-                    # the sampler built in p.init took its sigmas from the schedule swapped out above
-                    p.sampler = sd_samplers.create_sampler(p.sampler_name, sd_model)
+            apply_loras(sampling, p, mm, unet)
+            handle = inject(unet, mm)
+            sampling.record(handle.restore, "motion module injection")
+            swap_training_schedule(sampling, sd_model, mm.beta_schedule)
+            self.hook = FrameWindowHook(
+                sd_model,
+                handle,
+                self.resolved.plan,
+                self.num_frames,
+                state=shared.state,
+                interrupted=sd_samplers_common.InterruptedException,
+                travel_cond=partial(self._travel_cond, travel) if travel is not None else None,
+                control_hints=ControlHints.of(p, self.num_frames),
+            ).install(sampling)
+            if self.is_img2img:
+                # the sampler built in p.init took its sigmas from the schedule swapped out above
+                sampling.set_attr(p, "sampler", sd_samplers.create_sampler(p.sampler_name, sd_model))
+            with foreign_layers_follow(handle):
                 if self.params.freeinit_enable:
                     samples = self._sample_freeinit(*args, **kwargs)
                 else:
                     samples = self._host_sample(*args, **kwargs)
         finally:
             self.hook = None
-            if keep_on_cpu(sd_model):
-                cache.offload()
+            try:
+                sampling.undo()
+            finally:
+                if keep_on_cpu(sd_model):
+                    cache.offload()
         if shared.state.interrupted or shared.state.skipped:
             self.incomplete_batches.add(p.iteration)
         return samples
 
-    def _travel_cond(self, cond: Any) -> Any:
-        return prompt_travel.interpolate(cond, self.travel, closed=self.params.prompt_wraps)
+    def _undo_after_error(self) -> None:
+        """Undo the whole run while an error propagates; a failing undo is logged, not raised over it."""
+        try:
+            self.journal.undo()
+        except Exception:
+            logger.exception("AnimateDiff: restoring the host after the error failed")
+
+    def _travel_cond(self, travel: prompt_travel.PromptSchedule, cond: Any) -> Any:
+        return prompt_travel.interpolate(cond, travel, closed=self.params.prompt_wraps)
 
     def _sample_freeinit(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Sample ``freeinit_iters`` times; each pass after the first starts from noise whose low
@@ -180,10 +214,11 @@ class AnimateDiffRun:
         hires = getattr(p, "enable_hr", False)
         last = params.freeinit_iters - 1
         state.job_count += last
+        passes = self.journal.scope("FreeInit passes")
 
         def sample_from(noise: torch.Tensor, iteration: int) -> torch.Tensor:
-            p.enable_hr = hires and iteration == last
-            rng.next = lambda: noise
+            passes.set_attr(p, "enable_hr", hires and iteration == last)
+            passes.set_attr(rng, "next", lambda: noise)
             self.freeinit_noise = noise if iteration else None
             return self._host_sample(*args, **kwargs)
 
@@ -199,9 +234,8 @@ class AnimateDiffRun:
                 )
                 samples = sample_from(noise, iteration)
         finally:
-            vars(rng).pop("next", None)
-            p.enable_hr = hires
             self.freeinit_noise = None
+            passes.undo()
         return samples
 
     def _fresh_noise(self, like: torch.Tensor, iteration: int) -> torch.Tensor | None:
@@ -234,7 +268,8 @@ class AnimateDiffRun:
             self.init_latent = p.init_latent.clone()
             if params.last_frame is not None:
                 self.last_latent = encode_last_frame(p, params.last_frame).to(self.init_latent)
-        p.init_latent = latents.blend(self.init_latent, p.rng.next(), params, last_latent=self.last_latent)
+        blended = latents.blend(self.init_latent, p.rng.next(), params, last_latent=self.last_latent)
+        self.journal.set_attr(p, "init_latent", blended)
 
     # ---- postprocess_batch_list / postprocess ---------------------------------------------------
     def restore_prompts(self) -> None:
@@ -243,14 +278,9 @@ class AnimateDiffRun:
             self.p.prompts = [self.prompt] * len(self.p.prompts)
 
     def finish(self) -> None:
-        """Give ``p`` its batch size and prompt back and detach the run."""
-        self.p.batch_size = self.user_batch_size
-        if self.controlnet is not None:
-            self.controlnet.remove_frames()
-        self.p.prompt = self.prompt
-        if "sample" in vars(self.p):
-            del self.p.sample
-        setattr(self.p, RUN_ATTRIBUTE, None)
+        """Undo every change the run made to the host (``p`` gets its batch size, prompt and
+        ``sample`` back, and the run is detached)."""
+        self.journal.undo()
 
 
 def host_facts(

@@ -36,6 +36,7 @@ from lib_animatediff.runner.sampling import (
 from lib_animatediff.runner.text import encode_prompts
 from lib_animatediff.windows import WindowPlan
 from motion_module import apply_motion_lora, inject
+from motion_module.model import MotionModule
 
 DECODE_CHUNK = 8
 MAX_SEED = 2**32 - 1
@@ -106,7 +107,7 @@ class Result:
 
 def generate(
     pipeline: Pipeline,
-    mm: torch.nn.Module,
+    mm: MotionModule,
     params: AnimateDiffParams,
     sampling: SamplingSettings,
     outdir: str | Path,
@@ -127,7 +128,7 @@ def generate(
 
 def write_video(
     pipeline: Pipeline,
-    mm: torch.nn.Module,
+    mm: MotionModule,
     sampled: Sampled,
     params: AnimateDiffParams,
     sampling: SamplingSettings,
@@ -152,7 +153,7 @@ def write_video(
 
 def render(
     pipeline: Pipeline,
-    mm: torch.nn.Module,
+    mm: MotionModule,
     params: AnimateDiffParams,
     sampling: SamplingSettings,
     *,
@@ -166,7 +167,7 @@ def render(
 
 def sample_latents(
     pipeline: Pipeline,
-    mm: torch.nn.Module,
+    mm: MotionModule,
     params: AnimateDiffParams,
     sampling: SamplingSettings,
     *,
@@ -206,7 +207,7 @@ def sample(
     set_frames: Callable[[int], None],
     conditioning: tuple[FrameConditioning, FrameConditioning],
     noise: torch.Tensor,
-    mm: torch.nn.Module,
+    mm: MotionModule,
     params: AnimateDiffParams,
     sampling: SamplingSettings,
     generator: torch.Generator,
@@ -321,7 +322,7 @@ def decode(pipeline: Pipeline, latents: torch.Tensor, *, progress: bool = True) 
     return frames
 
 
-def _infotext(sampling: SamplingSettings, params: AnimateDiffParams, seed: int, mm: torch.nn.Module) -> str:
+def _infotext(sampling: SamplingSettings, params: AnimateDiffParams, seed: int, mm: MotionModule) -> str:
     lines = [sampling.prompt]
     if sampling.negative_prompt:
         lines.append(f"Negative prompt: {sampling.negative_prompt}")

@@ -37,17 +37,22 @@ class FrameConditioning:
         group, frame = rows // num_frames, rows % num_frames
         picks = [torch.nonzero(group == g).squeeze(1) for g in range(len(groups))]
 
-        def pick(name: str) -> torch.Tensor | None:
-            parts = [getattr(g, name) for g in groups]
-            if parts[0] is None:
-                return None
+        def pick(parts: Sequence[torch.Tensor]) -> torch.Tensor:
             out = parts[0].new_empty((len(rows), *parts[0].shape[1:]))
             for part, positions in zip(parts, picks, strict=True):
                 positions = positions.to(part.device)
                 out.index_copy_(0, positions, part.index_select(0, frame.to(part.device)[positions]))
             return out
 
-        return FrameConditioning(pick("hidden"), pick("pooled"), pick("time_ids"))
+        def pick_optional(parts: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+            present = [part for part in parts if part is not None]
+            return pick(present) if present else None
+
+        return FrameConditioning(
+            pick([g.hidden for g in groups]),
+            pick_optional([g.pooled for g in groups]),
+            pick_optional([g.time_ids for g in groups]),
+        )
 
 
 class WindowedGuidedDenoiser:
